@@ -1,0 +1,46 @@
+import { configOrExit } from "./config.js";
+import { Lifecycle } from "./lifecycle.js";
+import { createLogger, type Logger } from "./logger.js";
+import type { RpcServer } from "./server.js";
+import type { commonSpec } from "./settings.js";
+import type { ConfigOf } from "./config.js";
+
+export type CommonConfig = ConfigOf<typeof commonSpec>;
+
+export interface UnitContext<C> {
+  config: C;
+  logger: Logger;
+  lifecycle: Lifecycle;
+}
+
+/**
+ * The one way every unit's main.ts starts: telemetry (the observability issue hooks in here),
+ * config (fail fast, exit 78), JSON logger, signal handlers, the unit's dependencies (which
+ * register their own shutdown steps), then listen. SIGTERM drains RPCs and stops consumers
+ * (committing their offsets) before datastores close.
+ */
+export async function runUnit<C extends CommonConfig>(o: {
+  unit: string;
+  readConfig: () => C;
+  port: (config: C) => number;
+  build: (ctx: UnitContext<C>) => Promise<RpcServer>;
+}): Promise<void> {
+  const config = configOrExit(o.unit, o.readConfig);
+  const logger = createLogger({ unit: o.unit, level: config.LOG_LEVEL });
+  const lifecycle = new Lifecycle(logger, config.SHUTDOWN_TIMEOUT_MS);
+  lifecycle.installSignalHandlers();
+  process.on("unhandledRejection", (err) => {
+    logger.fatal({ err }, "unhandled rejection");
+    void lifecycle.shutdown("unhandledRejection").finally(() => process.exit(1));
+  });
+  try {
+    const server = await o.build({ config, logger, lifecycle });
+    const where = await server.listen(o.port(config), config.BIND_HOST);
+    lifecycle.onShutdown("drain", "rpc", () => server.drain());
+    logger.info({ url: where.url, services: server.index.serviceNames }, `${o.unit} unit listening`);
+  } catch (err) {
+    logger.fatal({ err }, `${o.unit} unit failed to start`);
+    await lifecycle.shutdown("startup failure");
+    process.exit(1);
+  }
+}

@@ -1,0 +1,62 @@
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { BadRequest_FieldViolationSchema, BadRequestSchema } from "../../../gen/telco/common/v1/errors_pb.js";
+
+export interface FieldViolation {
+  field: string;
+  description: string;
+}
+
+/**
+ * Collects every problem of a request before answering, so a caller learns all offending fields
+ * at once: `INVALID_ARGUMENT` with a `telco.common.v1.BadRequest` detail and the field names in
+ * the message too (for grpcurl users who do not decode details).
+ */
+export class Violations {
+  readonly list: FieldViolation[] = [];
+
+  add(field: string, description: string): this {
+    this.list.push({ field, description });
+    return this;
+  }
+
+  /** Adds a violation when `ok` is false; returns `ok` so checks can be chained. */
+  check(ok: boolean, field: string, description: string): boolean {
+    if (!ok) this.add(field, description);
+    return ok;
+  }
+
+  get empty(): boolean {
+    return this.list.length === 0;
+  }
+
+  throwIfAny(): void {
+    if (!this.empty) throw invalidArgument(this.list);
+  }
+}
+
+export function invalidArgument(violations: FieldViolation[]): ConnectError {
+  const summary = violations.map((v) => `${v.field}: ${v.description}`).join("; ");
+  return new ConnectError(`invalid request: ${summary}`, Code.InvalidArgument, undefined, [
+    {
+      desc: BadRequestSchema,
+      value: create(BadRequestSchema, {
+        fieldViolations: violations.map((v) => create(BadRequest_FieldViolationSchema, v)),
+      }),
+    },
+  ]);
+}
+
+/** The field violations carried by an error, for clients and tests. */
+export function fieldViolations(err: unknown): FieldViolation[] {
+  const ce = ConnectError.from(err);
+  return ce.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
+}
+
+export function notFound(what: string): ConnectError {
+  return new ConnectError(`${what} not found`, Code.NotFound);
+}
+
+/** Common field checks. */
+export const MONTH_RE = /^(\d{4})-(0[1-9]|1[0-2])$/;
+export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;

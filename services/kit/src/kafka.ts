@@ -1,0 +1,253 @@
+import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import {
+  type Consumer,
+  type EachBatchPayload,
+  type IHeaders,
+  Kafka,
+  type KafkaMessage,
+  logLevel,
+  type Message,
+  type Producer,
+} from "kafkajs";
+import type { Logger } from "./logger.js";
+
+/** Header naming the Protobuf message type of a record's value when it is not the topic's default. */
+export const MESSAGE_TYPE_HEADER = "telco-message-type";
+/** W3C trace context travels in these record headers. */
+export const TRACE_HEADERS = ["traceparent", "tracestate"] as const;
+
+/** Headers a dead-lettered record carries, besides the original key, value and headers. */
+export const DLQ = {
+  reason: "dlq-reason",
+  sourceTopic: "dlq-source-topic",
+  sourcePartition: "dlq-source-partition",
+  sourceOffset: "dlq-source-offset",
+  consumerGroup: "dlq-consumer-group",
+  failedAt: "dlq-failed-at",
+} as const;
+
+export const dlqTopic = (topic: string) => `${topic}.dlq`;
+
+export interface KafkaSettings {
+  brokers: string[];
+  clientId: string;
+  logger: Logger;
+}
+
+/** A kafkajs client whose own log lines go through the unit's JSON logger. */
+export function createKafka({ brokers, clientId, logger }: KafkaSettings): Kafka {
+  const log = logger.child({ component: "kafkajs" });
+  return new Kafka({
+    clientId,
+    brokers,
+    connectionTimeout: 5_000,
+    requestTimeout: 30_000,
+    retry: { initialRetryTime: 200, retries: 10, maxRetryTime: 10_000 },
+    logLevel: logLevel.WARN,
+    logCreator:
+      () =>
+      ({ level, log: entry }) => {
+        const { message, ...extra } = entry;
+        if (level <= logLevel.ERROR) log.error(extra, message);
+        else if (level === logLevel.WARN) log.warn(extra, message);
+        else log.debug(extra, message);
+      },
+  });
+}
+
+/** acks=all; on a single local broker that protects nothing beyond the leader's own log (see README). */
+export async function createProducer(kafka: Kafka): Promise<Producer> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
+  await producer.connect();
+  return producer;
+}
+
+export interface EncodeOptions {
+  key: string;
+  headers?: Record<string, string>;
+  /** Marks the value's type in a header; needed only when it is not the topic's default type. */
+  typed?: boolean;
+}
+
+/** A Kafka message whose value is the binary Protobuf encoding of `message`. */
+export function encodeRecord<Desc extends DescMessage>(
+  schema: Desc,
+  message: MessageShape<Desc>,
+  { key, headers = {}, typed = false }: EncodeOptions,
+): Message {
+  return {
+    key,
+    value: Buffer.from(toBinary(schema, message)),
+    headers: typed ? { ...headers, [MESSAGE_TYPE_HEADER]: schema.typeName } : headers,
+  };
+}
+
+export function headerString(headers: IHeaders | undefined, name: string): string | undefined {
+  const v = headers?.[name];
+  if (v === undefined) return undefined;
+  const first = Array.isArray(v) ? v[0] : v;
+  return first === undefined ? undefined : Buffer.isBuffer(first) ? first.toString("utf8") : String(first);
+}
+
+/** Why a record could not be taken; the text goes into the dead-letter record's reason header. */
+export class RecordRejected extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = "RecordRejected";
+  }
+}
+
+export interface Decoded<T> {
+  /** The record's value decoded with the schema its header names (or the topic's default). */
+  value: T;
+  typeName: string;
+  key: string;
+  partition: number;
+  offset: string;
+  headers: Record<string, string>;
+  timestamp: string;
+}
+
+/**
+ * Decodes a record's value with one of the accepted schemas. A value that is not valid Protobuf,
+ * names a type the topic does not carry, or has no key is rejected with a reason.
+ */
+export function decodeRecord<Desc extends DescMessage>(
+  schemas: readonly Desc[],
+  partition: number,
+  m: KafkaMessage,
+): Decoded<MessageShape<Desc>> {
+  const [defaultSchema] = schemas;
+  if (!defaultSchema) throw new Error("decodeRecord needs at least one schema");
+  const typeName = headerString(m.headers, MESSAGE_TYPE_HEADER) ?? defaultSchema.typeName;
+  const schema = schemas.find((s) => s.typeName === typeName);
+  if (!schema) {
+    throw new RecordRejected(
+      `unsupported ${MESSAGE_TYPE_HEADER} ${JSON.stringify(typeName)}; expected one of ${schemas.map((s) => s.typeName).join(", ")}`,
+    );
+  }
+  if (!m.value || m.value.length === 0) throw new RecordRejected(`empty value; expected ${typeName}`);
+  if (!m.key || m.key.length === 0) throw new RecordRejected("record has no key");
+  let value: MessageShape<Desc>;
+  try {
+    value = fromBinary(schema, m.value);
+  } catch (e) {
+    throw new RecordRejected(`value is not a valid ${typeName}: ${(e as Error).message}`);
+  }
+  const headers: Record<string, string> = {};
+  for (const name of Object.keys(m.headers ?? {})) {
+    const v = headerString(m.headers, name);
+    if (v !== undefined) headers[name] = v;
+  }
+  return { value, typeName, key: m.key.toString("utf8"), partition, offset: m.offset, headers, timestamp: m.timestamp };
+}
+
+export interface ProtoConsumerOptions<Desc extends DescMessage> {
+  kafka: Kafka;
+  groupId: string;
+  topic: string;
+  /** First is the topic's default type; others must be named by the type header. */
+  schemas: readonly Desc[];
+  /** Business validation of a decoded value: a reason to dead-letter it, or undefined when it is good. */
+  validate?: (value: MessageShape<Desc>, record: Decoded<MessageShape<Desc>>) => string | undefined;
+  /**
+   * Processes the good records of one fetched batch (one partition, in offset order). Must be
+   * idempotent: after a crash the batch is delivered again. Throwing stops the partition from
+   * advancing; the batch is retried.
+   */
+  handle: (records: Decoded<MessageShape<Desc>>[], batch: { topic: string; partition: number }) => Promise<void>;
+  /** Producer used for dead letters. */
+  producer: Producer;
+  logger: Logger;
+  fromBeginning?: boolean;
+  /** Called after each batch's offsets were committed (metrics, tests). */
+  onCommitted?: (info: { partition: number; offset: string; good: number; dead: number }) => void;
+  sessionTimeout?: number;
+  partitionsConsumedConcurrently?: number;
+}
+
+/**
+ * A consumer group member that decodes each record with the topic's Protobuf schema, sends what
+ * it cannot take to `<topic>.dlq` with the reason in headers (and does not stop for it), hands
+ * the rest to `handle`, and commits the batch's offset only after both are done. Offsets are
+ * committed explicitly, never on a timer, so a stop or crash redelivers at most the batch in hand.
+ */
+export class ProtoConsumer<Desc extends DescMessage> {
+  readonly consumer: Consumer;
+  private readonly log: Logger;
+
+  constructor(private readonly o: ProtoConsumerOptions<Desc>) {
+    this.consumer = o.kafka.consumer({
+      groupId: o.groupId,
+      allowAutoTopicCreation: false,
+      sessionTimeout: o.sessionTimeout ?? 30_000,
+      heartbeatInterval: 3_000,
+    });
+    this.log = o.logger.child({ component: "consumer", topic: o.topic, group: o.groupId });
+  }
+
+  async start(): Promise<void> {
+    await this.consumer.connect();
+    await this.consumer.subscribe({ topics: [this.o.topic], fromBeginning: this.o.fromBeginning ?? false });
+    await this.consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: this.o.partitionsConsumedConcurrently ?? 1,
+      eachBatch: (payload) => this.onBatch(payload),
+    });
+  }
+
+  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+    if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+    const good: Decoded<MessageShape<Desc>>[] = [];
+    const dead: { m: KafkaMessage; reason: string }[] = [];
+    for (const m of batch.messages) {
+      try {
+        const d = decodeRecord(this.o.schemas, batch.partition, m);
+        const reason = this.o.validate?.(d.value, d);
+        if (reason) dead.push({ m, reason });
+        else good.push(d);
+      } catch (e) {
+        if (e instanceof RecordRejected) dead.push({ m, reason: e.reason });
+        else throw e;
+      }
+    }
+    if (dead.length > 0) await this.deadLetter(batch.topic, batch.partition, dead);
+    if (good.length > 0) await this.o.handle(good, { topic: batch.topic, partition: batch.partition });
+    const last = batch.lastOffset();
+    resolveOffset(last);
+    const next = (BigInt(last) + 1n).toString();
+    await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+    await heartbeat();
+    this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
+  }
+
+  private async deadLetter(topic: string, partition: number, dead: { m: KafkaMessage; reason: string }[]): Promise<void> {
+    const failedAt = new Date().toISOString();
+    await this.o.producer.send({
+      topic: dlqTopic(topic),
+      acks: -1,
+      messages: dead.map(({ m, reason }) => ({
+        key: m.key,
+        value: m.value,
+        headers: {
+          ...m.headers,
+          [DLQ.reason]: reason,
+          [DLQ.sourceTopic]: topic,
+          [DLQ.sourcePartition]: String(partition),
+          [DLQ.sourceOffset]: m.offset,
+          [DLQ.consumerGroup]: this.o.groupId,
+          [DLQ.failedAt]: failedAt,
+        },
+      })),
+    });
+    for (const { m, reason } of dead) {
+      this.log.warn({ partition, offset: m.offset, reason }, "record dead-lettered");
+    }
+  }
+
+  /** Finishes the batch in hand (its offsets are committed inside it), then leaves the group. */
+  async stop(): Promise<void> {
+    await this.consumer.disconnect();
+  }
+}

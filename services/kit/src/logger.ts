@@ -1,0 +1,56 @@
+import { pino, type Logger, type LoggerOptions } from "pino";
+
+export type { Logger } from "pino";
+
+/**
+ * Field names that carry personal data. Whatever object is logged, these keys are replaced by
+ * "[redacted]" at the top level and one or two levels down, so a careless `log.info({ customer })`
+ * does not write a phone number to stdout.
+ */
+export const PERSONAL_FIELDS = [
+  "name",
+  "fullName",
+  "full_name",
+  "firstName",
+  "lastName",
+  "phone",
+  "phoneNumber",
+  "phone_number",
+  "msisdn",
+  "destination",
+  "destinationAddr",
+  "destination_addr",
+  "email",
+  "emailAddress",
+  "email_address",
+  "birthDate",
+  "birth_date",
+  "dateOfBirth",
+  "address",
+  "password",
+  "token",
+  "authorization",
+] as const;
+
+export function redactPaths(fields: readonly string[] = PERSONAL_FIELDS): string[] {
+  return fields.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
+}
+
+export interface LoggerSettings {
+  unit: string;
+  level?: string;
+  /** Where to write; stdout by default (one JSON object per line). */
+  destination?: NodeJS.WritableStream;
+}
+
+export function createLogger({ unit, level = "info", destination }: LoggerSettings): Logger {
+  const options: LoggerOptions = {
+    level,
+    base: { unit, pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    messageKey: "msg",
+    formatters: { level: (label) => ({ level: label }) },
+    redact: { paths: redactPaths(), censor: "[redacted]" },
+  };
+  return destination ? pino(options, destination as pino.DestinationStream) : pino(options);
+}
