@@ -1,9 +1,9 @@
+import type { ConfigOf } from "./config.js";
 import { configOrExit } from "./config.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger, type Logger } from "./logger.js";
 import type { RpcServer } from "./server.js";
-import type { commonSpec } from "./settings.js";
-import type { ConfigOf } from "./config.js";
+import { type commonSpec, readTls } from "./settings.js";
 
 export type CommonConfig = ConfigOf<typeof commonSpec>;
 
@@ -43,4 +43,14 @@ export async function runUnit<C extends CommonConfig>(o: {
     await lifecycle.shutdown("startup failure");
     process.exit(1);
   }
+}
+
+/** Server settings from the common configuration. */
+export function serverSettings(config: CommonConfig, logger: Logger) {
+  return {
+    logger,
+    tls: readTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE),
+    drainDelayMs: config.DRAIN_DELAY_MS,
+    drainTimeoutMs: config.DRAIN_TIMEOUT_MS,
+  };
 }

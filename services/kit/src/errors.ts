@@ -50,7 +50,9 @@ export function invalidArgument(violations: FieldViolation[]): ConnectError {
 /** The field violations carried by an error, for clients and tests. */
 export function fieldViolations(err: unknown): FieldViolation[] {
   const ce = ConnectError.from(err);
-  return ce.findDetails(BadRequestSchema).flatMap((d) => d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
+  return ce
+    .findDetails(BadRequestSchema)
+    .flatMap((d) => d.fieldViolations.map((v) => ({ field: v.field, description: v.description })));
 }
 
 export function notFound(what: string): ConnectError {
@@ -60,3 +62,27 @@ export function notFound(what: string): ConnectError {
 /** Common field checks. */
 export const MONTH_RE = /^(\d{4})-(0[1-9]|1[0-2])$/;
 export const ID_RE = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
+/** Opaque page tokens: base64url JSON of the last key seen. A token that does not decode is the caller's error. */
+export function encodePageToken(after: string | number): string {
+  return Buffer.from(JSON.stringify({ a: after }), "utf8").toString("base64url");
+}
+
+export function decodePageToken(token: string, v: Violations, field = "page_token"): string | number | undefined {
+  if (token === "") return undefined;
+  try {
+    const parsed = JSON.parse(Buffer.from(token, "base64url").toString("utf8")) as { a?: unknown };
+    if (typeof parsed.a === "string" || typeof parsed.a === "number") return parsed.a;
+  } catch {
+    // fall through
+  }
+  v.add(field, "not a token returned by a previous call");
+  return undefined;
+}
+
+/** page_size: 0 means the default; otherwise 1..max. */
+export function pageSize(size: number, def: number, max: number, v: Violations, field = "page_size"): number {
+  if (size === 0) return def;
+  v.check(size >= 1 && size <= max, field, `must be between 1 and ${max} (0 = ${def})`);
+  return Math.min(Math.max(size, 1), max);
+}

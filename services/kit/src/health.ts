@@ -1,12 +1,12 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
-  Health,
+  type Health,
   type HealthCheckRequest,
   type HealthCheckResponse,
-  HealthCheckResponse_ServingStatus as ServingStatus,
   HealthCheckResponseSchema,
   HealthListResponseSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../../gen/grpc/health/v1/health_pb.js";
 
 export { ServingStatus };
@@ -51,7 +51,8 @@ export class HealthRegistry {
     return {
       check: (req: HealthCheckRequest): HealthCheckResponse => {
         const status = this.statuses.get(req.service);
-        if (status === undefined) throw new ConnectError(`unknown service ${JSON.stringify(req.service)}`, Code.NotFound);
+        if (status === undefined)
+          throw new ConnectError(`unknown service ${JSON.stringify(req.service)}`, Code.NotFound);
         return create(HealthCheckResponseSchema, { status });
       },
       list: () =>

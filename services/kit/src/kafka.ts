@@ -1,4 +1,4 @@
-import { fromBinary, toBinary, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
 import {
   type Consumer,
   type EachBatchPayload,
@@ -222,7 +222,11 @@ export class ProtoConsumer<Desc extends DescMessage> {
     this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
   }
 
-  private async deadLetter(topic: string, partition: number, dead: { m: KafkaMessage; reason: string }[]): Promise<void> {
+  private async deadLetter(
+    topic: string,
+    partition: number,
+    dead: { m: KafkaMessage; reason: string }[],
+  ): Promise<void> {
     const failedAt = new Date().toISOString();
     await this.o.producer.send({
       topic: dlqTopic(topic),

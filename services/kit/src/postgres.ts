@@ -1,5 +1,5 @@
-import knexFactory, { type Knex } from "knex";
 import * as path from "node:path";
+import knexFactory, { type Knex } from "knex";
 
 export type { Knex } from "knex";
 

@@ -1,20 +1,20 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import type { AddressInfo } from "node:net";
+import * as net from "node:net";
+import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import * as http from "node:http";
-import * as http2 from "node:http2";
-import * as net from "node:net";
-import type { AddressInfo } from "node:net";
-import { Duplex } from "node:stream";
 import { Health } from "../../../gen/grpc/health/v1/health_pb.js";
 import { HealthRegistry, ServingStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import {
   DescriptorIndex,
-  ServerReflectionV1,
-  ServerReflectionV1Alpha,
   reflectionV1,
   reflectionV1Alpha,
+  ServerReflectionV1,
+  ServerReflectionV1Alpha,
 } from "./reflection.js";
 
 export interface RpcServerOptions {
@@ -86,7 +86,10 @@ export class RpcServer {
     });
 
     // Count calls in flight so that a drain knows when it is done.
-    const tracked = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    const tracked = (
+      req: http.IncomingMessage | http2.Http2ServerRequest,
+      res: http.ServerResponse | http2.Http2ServerResponse,
+    ) => {
       this.active++;
       let done = false;
       const finish = () => {
@@ -240,3 +243,6 @@ function replaying(socket: net.Socket, head: Buffer): Duplex {
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
+
+/** What a unit's createServer takes besides its dependencies. */
+export type ServerSettings = Omit<RpcServerOptions, "unit" | "services" | "routes">;

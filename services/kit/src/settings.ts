@@ -9,9 +9,18 @@ export const commonSpec = {
     default: "info",
     description: "Minimum level of the JSON log lines written to stdout.",
   },
-  BIND_HOST: { type: "string", default: "127.0.0.1", description: "Address the RPC port binds to (0.0.0.0 in a cluster)." },
+  BIND_HOST: {
+    type: "string",
+    default: "127.0.0.1",
+    description: "Address the RPC port binds to (0.0.0.0 in a cluster).",
+  },
   KAFKA_BROKERS: { type: "list", default: ["127.0.0.1:9092"], description: "Comma-separated Kafka bootstrap servers." },
-  REDIS_URL: { type: "url", protocols: ["redis", "rediss"], default: "redis://127.0.0.1:6379", description: "Redis URL." },
+  REDIS_URL: {
+    type: "url",
+    protocols: ["redis", "rediss"],
+    default: "redis://127.0.0.1:6379",
+    description: "Redis URL.",
+  },
   DATABASE_URL: {
     type: "url",
     protocols: ["postgres", "postgresql"],
@@ -24,7 +33,11 @@ export const commonSpec = {
     default: "Asia/Seoul",
     description: "The carrier's time zone: months and quiet hours are counted in it.",
   },
-  TLS_CERT_FILE: { type: "string", default: "", description: "PEM certificate: serve TLS when set (with TLS_KEY_FILE)." },
+  TLS_CERT_FILE: {
+    type: "string",
+    default: "",
+    description: "PEM certificate: serve TLS when set (with TLS_KEY_FILE).",
+  },
   TLS_KEY_FILE: { type: "string", default: "", description: "PEM private key for TLS_CERT_FILE." },
   DRAIN_DELAY_MS: {
     type: "int",

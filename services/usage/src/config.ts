@@ -1,9 +1,15 @@
-import { type ConfigOf, ConfigError, defineConfig, loadConfig } from "../../kit/src/config.js";
+import { ConfigError, type ConfigOf, defineConfig, loadConfig } from "../../kit/src/config.js";
 import { checkTimeZone, commonSpec } from "../../kit/src/settings.js";
 
 export const spec = defineConfig({
   ...commonSpec,
-  USAGE_PORT: { type: "int", min: 0, max: 65_535, default: 50051, description: "Port of the usage unit (gRPC, gRPC-Web, Connect)." },
+  USAGE_PORT: {
+    type: "int",
+    min: 0,
+    max: 65_535,
+    default: 50051,
+    description: "Port of the usage unit (gRPC, gRPC-Web, Connect).",
+  },
 });
 
 export type UsageConfig = ConfigOf<typeof spec>;

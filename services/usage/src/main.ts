@@ -1,6 +1,5 @@
-import { runUnit } from "../../kit/src/bootstrap.js";
+import { runUnit, serverSettings } from "../../kit/src/bootstrap.js";
 import { createRedis, redisReady } from "../../kit/src/redis.js";
-import { readTls } from "../../kit/src/settings.js";
 import { readConfig } from "./config.js";
 import { createServer } from "./server.js";
 import { LineUsageStore } from "./store/line-usage-store.js";
@@ -13,14 +12,6 @@ await runUnit({
     const redis = createRedis(config.REDIS_URL, logger, "usage");
     lifecycle.onShutdown("close", "redis", () => redis.quit());
     await redisReady(redis, config.REDIS_URL);
-    return createServer(
-      { store: new LineUsageStore(redis) },
-      {
-        logger,
-        tls: readTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE),
-        drainDelayMs: config.DRAIN_DELAY_MS,
-        drainTimeoutMs: config.DRAIN_TIMEOUT_MS,
-      },
-    );
+    return createServer({ store: new LineUsageStore(redis) }, serverSettings(config, logger));
   },
 });

@@ -7,7 +7,7 @@ import {
   SetLineQuotaResponseSchema,
   type UsageService,
 } from "../../../../gen/telco/usage/v1/usage_pb.js";
-import { ID_RE, MONTH_RE, Violations, notFound } from "../../../kit/src/errors.js";
+import { ID_RE, MONTH_RE, notFound, Violations } from "../../../kit/src/errors.js";
 import type { LineUsageStore } from "../store/line-usage-store.js";
 
 /** Largest quota accepted: 1 PiB. Anything above is a unit mistake (bits, or KB as bytes). */

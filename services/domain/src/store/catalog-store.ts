@@ -1,0 +1,45 @@
+import type { Knex } from "knex";
+
+export interface PlanRow {
+  plan_id: string;
+  name: string;
+  monthly_fee_krw: string;
+  quota_bytes: string;
+  overage_unit_bytes: string;
+  overage_unit_price_krw: string;
+  overage_cap_krw: string;
+  active: boolean;
+}
+
+const COLUMNS = [
+  "plan_id",
+  "name",
+  "monthly_fee_krw",
+  "quota_bytes",
+  "overage_unit_bytes",
+  "overage_unit_price_krw",
+  "overage_cap_krw",
+  "active",
+] as const;
+
+export class CatalogStore {
+  constructor(private readonly knex: Knex) {}
+
+  /** Keyset paging by plan_id: stable under inserts, no OFFSET. */
+  async listPlans(opts: { after?: string; limit: number; includeInactive: boolean }): Promise<PlanRow[]> {
+    const q = this.knex<PlanRow>("plans")
+      .select([...COLUMNS])
+      .orderBy("plan_id")
+      .limit(opts.limit);
+    if (opts.after !== undefined) q.where("plan_id", ">", opts.after);
+    if (!opts.includeInactive) q.where("active", true);
+    return q;
+  }
+
+  async getPlan(planId: string): Promise<PlanRow | undefined> {
+    return this.knex<PlanRow>("plans")
+      .select([...COLUMNS])
+      .where("plan_id", planId)
+      .first();
+  }
+}
