@@ -80,7 +80,7 @@ export class RpcServer {
         router.service(ServerReflectionV1, reflectionV1(this.index));
         router.service(ServerReflectionV1Alpha, reflectionV1Alpha(this.index));
       },
-      interceptors: opts.interceptors ?? [],
+      interceptors: [answerOnShutdown, ...(opts.interceptors ?? [])],
       shutdownSignal: this.shutdown.signal,
       readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
     });
@@ -212,6 +212,26 @@ export class RpcServer {
     return { cancelled };
   }
 }
+
+/**
+ * A unary handler that ignores its context signal would otherwise keep its caller waiting until
+ * the socket is destroyed (a bare CANCEL); this answers UNAVAILABLE, which clients may retry.
+ */
+const answerOnShutdown: Interceptor = (next) => async (req) => {
+  if (req.stream) return next(req);
+  const signal = req.signal;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () =>
+      reject(ConnectError.from(signal.reason ?? new ConnectError("server is shutting down", Code.Unavailable)));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([next(req), aborted]);
+  } finally {
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+  }
+};
 
 /** A duplex over `socket` whose readable side starts with `head`. */
 function replaying(socket: net.Socket, head: Buffer): Duplex {

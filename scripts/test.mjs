@@ -1,0 +1,91 @@
+#!/usr/bin/env node
+// `npm test`: installs dependencies, checks the contracts (buf lint, gen drift, buf breaking),
+// type-checks and lints, brings up the infrastructure the tests use (PostgreSQL, Redis, Kafka,
+// InfluxDB), then runs every test file with Node's test runner against it.
+//   npm test                          # everything
+//   npm test -- test/services.test.ts # only these test files (checks still run)
+//   npm test -- --skip-checks ...     # tests only
+import { spawn } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { join, relative } from "node:path";
+import { ensureInstalled, ROOT, runStep } from "./lib/install.mjs";
+
+const started = Date.now();
+const args = process.argv.slice(2);
+const skipChecks = args.includes("--skip-checks");
+const unknown = args.filter((a) => a.startsWith("--") && a !== "--skip-checks");
+if (unknown.length) {
+  console.error(`npm test: unknown option ${unknown.join(" ")}\nusage: npm test [-- [--skip-checks] [test files...]]`);
+  process.exit(2);
+}
+
+function findTests() {
+  const out = [];
+  const walk = (dir) => {
+    if (!existsSync(dir)) return;
+    for (const name of readdirSync(dir)) {
+      if (name === "node_modules") continue;
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith(".test.ts")) out.push(relative(ROOT, p));
+    }
+  };
+  walk(join(ROOT, "services"));
+  walk(join(ROOT, "test"));
+  return out.sort();
+}
+
+async function main() {
+  ensureInstalled();
+  if (!skipChecks) {
+    const { checkContracts } = await import("./contracts.mjs");
+    checkContracts();
+    runStep("tsc", "tsc", ["-p", "tsconfig.json"]);
+    runStep("biome", "biome", ["check", "--error-on-warnings", "."], { quiet: true });
+  }
+  const { infraUp } = await import("./infra/lib.mjs");
+  await infraUp({ only: ["postgres", "redis", "kafka", "influxdb"], quiet: true });
+  console.log("[infra] postgres, redis, kafka, influxdb up");
+
+  const selected = args.filter((a) => !a.startsWith("--"));
+  const files = selected.length ? selected : findTests();
+  for (const f of files) {
+    if (!existsSync(join(ROOT, f))) throw new Error(`no such test file: ${f}`);
+  }
+  mkdirSync(join(ROOT, ".data"), { recursive: true });
+  const tap = join(ROOT, ".data", "test-results.tap");
+  console.log(`[test] ${files.length} files`);
+  const code = await new Promise((resolve) => {
+    const child = spawn(
+      process.execPath,
+      [
+        "--import",
+        "tsx",
+        "--test",
+        "--test-concurrency=1",
+        "--test-reporter=spec",
+        "--test-reporter-destination=stdout",
+        "--test-reporter=tap",
+        `--test-reporter-destination=${tap}`,
+        ...files,
+      ],
+      { cwd: ROOT, stdio: "inherit", env: { ...process.env, NODE_ENV: "test" } },
+    );
+    child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+  });
+  const summary = readFileSync(tap, "utf8");
+  const count = (k) => Number(summary.match(new RegExp(`^# ${k} (\\d+)$`, "m"))?.[1] ?? 0);
+  const [pass, fail, skipped, todo, cancelled] = ["pass", "fail", "skipped", "todo", "cancelled"].map(count);
+  console.log(`[test] ${((Date.now() - started) / 1000).toFixed(1)}s in all`);
+  if (skipped + todo > 0) console.log(`[test] ${skipped} skipped and ${todo} todo: these count as failures here`);
+  console.log(`${pass} passed, ${fail + cancelled + skipped + todo} failed`);
+  return code === 0 && fail + cancelled + skipped + todo === 0 && pass > 0 ? 0 : 1;
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e) => {
+    console.error(`npm test: ${e.message}`);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,93 @@
+/**
+ * Graceful drain of a real server: health turns NOT_SERVING (watchers are told), calls in flight
+ * finish, then the port refuses new calls.
+ */
+
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import type { Redis } from "ioredis";
+import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
+import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
+import { createRedis, redisReady } from "../services/kit/src/redis.js";
+import { createServer } from "../services/usage/src/server.js";
+import { LineUsageStore } from "../services/usage/src/store/line-usage-store.js";
+import { eventually, sleep, TEST_REDIS_URL, testLogger, unique } from "./support/env.js";
+
+/** The real store, slowed down so that a call is still in flight when the drain starts. */
+class SlowStore extends LineUsageStore {
+  constructor(
+    redis: Redis,
+    private readonly delayMs: number,
+  ) {
+    super(redis);
+  }
+  override async get(subscriptionId: string, month: string) {
+    await sleep(this.delayMs);
+    return super.get(subscriptionId, month);
+  }
+}
+
+let redis: Redis;
+before(async () => {
+  redis = createRedis(TEST_REDIS_URL, testLogger("test"), "test");
+  await redisReady(redis, TEST_REDIS_URL);
+});
+after(() => redis.disconnect());
+
+describe("graceful drain", () => {
+  it("answers NOT_SERVING while draining, tells watchers, finishes calls in flight, then refuses", async () => {
+    const server = createServer(
+      { store: new SlowStore(redis, 800) },
+      { logger: testLogger("usage"), drainDelayMs: 500, drainTimeoutMs: 5_000 },
+    );
+    const at = await server.listen(0);
+    const transport = createGrpcTransport({ baseUrl: at.url });
+    const health = createClient(Health, transport);
+    const usage = createClient(UsageService, transport);
+    const line = unique("drain");
+    await redis.set(`quota:{${line}}`, "1000");
+
+    const seen: Status[] = [];
+    const watching = (async () => {
+      for await (const r of health.watch({ service: "telco.usage.v1.UsageService" })) seen.push(r.status);
+    })();
+    await eventually(async () => (seen.length > 0 ? true : undefined), 5_000, "first watch message");
+    assert.deepEqual(seen, [Status.SERVING]);
+
+    const inFlight = usage.getLineUsage({ subscriptionId: line, month: "2026-11" });
+    await eventually(async () => (server.inFlight >= 2 ? true : undefined), 5_000, "call in flight"); // watch + call
+    const draining = server.drain();
+
+    // During the drain delay the server still answers, but says it is not serving.
+    await sleep(100);
+    assert.equal((await health.check({ service: "" })).status, Status.NOT_SERVING);
+
+    const r = await inFlight;
+    assert.equal(r.quotaBytes, 1000n, "the call in flight completed normally");
+    const { cancelled } = await draining;
+    assert.equal(cancelled, 0);
+    await watching;
+    assert.deepEqual(seen, [Status.SERVING, Status.NOT_SERVING], "watch saw the change, then ended");
+
+    const fresh = createClient(Health, createGrpcTransport({ baseUrl: at.url }));
+    await assert.rejects(fresh.check({ service: "" }), (e) => ConnectError.from(e).code === Code.Unavailable);
+  });
+
+  it("cancels calls still running after the drain timeout", async () => {
+    const server = createServer(
+      { store: new SlowStore(redis, 4_000) },
+      { logger: testLogger("usage"), drainDelayMs: 0, drainTimeoutMs: 300 },
+    );
+    const at = await server.listen(0);
+    const usage = createClient(UsageService, createGrpcTransport({ baseUrl: at.url }));
+    const started = Date.now();
+    const slow = usage.getLineUsage({ subscriptionId: unique("slow"), month: "2026-11" });
+    await eventually(async () => (server.inFlight >= 1 ? true : undefined), 5_000, "call in flight");
+    const { cancelled } = await server.drain();
+    assert.equal(cancelled, 1);
+    await assert.rejects(slow, (e) => ConnectError.from(e).code === Code.Unavailable);
+    assert.ok(Date.now() - started < 3_500, "cancelled, not waited out");
+  });
+});

@@ -1,0 +1,570 @@
+/**
+ * Static checks of the cluster files: the Kubernetes manifests (deploy/), the Istio configuration
+ * (istio/), the Dockerfiles and the Tiltfile. No cluster and no Docker engine are needed; where
+ * `kubectl` is installed, the overlays are also rendered with its built-in kustomize.
+ *
+ *   node --import tsx --test test/manifests.test.ts
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, posix, relative, resolve } from "node:path";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { parseAllDocuments } from "yaml";
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const rel = (p: string) => relative(ROOT, p).split("\\").join("/");
+const read = (p: string) => readFileSync(join(ROOT, p), "utf8");
+const exists = (p: string) => existsSync(join(ROOT, p));
+
+// biome-ignore lint/suspicious/noExplicitAny: manifests are untyped YAML
+type Obj = Record<string, any>;
+interface Doc {
+  file: string;
+  obj: Obj;
+}
+
+/** The units: the services with a main.ts (services/kit is a library). */
+const UNITS = readdirSync(join(ROOT, "services"))
+  .filter((d) => existsSync(join(ROOT, "services", d, "src", "main.ts")))
+  .sort();
+
+function yamlFiles(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (/\.ya?ml$/.test(name)) out.push(rel(p));
+    }
+  };
+  if (existsSync(join(ROOT, dir))) walk(join(ROOT, dir));
+  return out;
+}
+
+function parseYaml(text: string, where: string): Obj[] {
+  const docs: Obj[] = [];
+  for (const d of parseAllDocuments(text)) {
+    if ("errors" in d && d.errors.length > 0) throw new Error(`${where}: ${d.errors.map((e) => e.message).join("; ")}`);
+    const js = d.toJS();
+    if (js !== null && js !== undefined) docs.push(js as Obj);
+  }
+  return docs;
+}
+
+const FILES = [...yamlFiles("deploy"), ...yamlFiles("istio")];
+const DOCS: Doc[] = FILES.flatMap((file) => parseYaml(read(file), file).map((obj) => ({ file, obj })));
+const isKustomization = (d: Doc) => d.obj.kind === "Kustomization";
+/** The objects (everything but the kustomizations; overlay patches are inline). */
+const OBJECTS = DOCS.filter((d) => !isKustomization(d));
+const ofKind = (kind: string) => OBJECTS.filter((d) => d.obj.kind === kind);
+const find = (kind: string, namespace: string | undefined, name: string) =>
+  OBJECTS.find((d) => d.obj.kind === kind && d.obj.metadata?.namespace === namespace && d.obj.metadata?.name === name);
+const where = (d: Doc) => `${d.file}: ${d.obj.kind} ${d.obj.metadata?.namespace ?? ""}/${d.obj.metadata?.name}`;
+
+const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
+
+const selects = (selector: Obj | undefined, labels: Obj | undefined) =>
+  !!selector && Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels?.[k] === v);
+
+/** "5s", "1m30s" → milliseconds (the Go durations Istio uses; enough of them for these files). */
+function durationMs(s: string): number {
+  const m = /^(?:(\d+)m)?(?:(\d+(?:\.\d+)?)s)?$/.exec(String(s).trim());
+  assert.ok(m && (m[1] || m[2]), `not a duration: ${s}`);
+  return (Number(m[1] ?? 0) * 60 + Number(m[2] ?? 0)) * 1000;
+}
+
+// ---------------------------------------------------------------- contracts
+
+/** Every RPC of proto/telco as its HTTP path, /<package>.<Service>/<Method>. */
+function rpcPaths(): Set<string> {
+  const paths = new Set<string>();
+  const walk = (d: string) => {
+    for (const name of readdirSync(d)) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith(".proto")) {
+        const text = readFileSync(p, "utf8").replace(/\/\/.*$/gm, "");
+        const pkg = /^\s*package\s+([\w.]+)\s*;/m.exec(text)?.[1];
+        assert.ok(pkg, `${rel(p)} has no package`);
+        const parts = text.split(/\bservice\s+(\w+)\s*\{/);
+        for (let i = 1; i < parts.length; i += 2) {
+          for (const m of (parts[i + 1] ?? "").matchAll(/\brpc\s+(\w+)\s*\(/g))
+            paths.add(`/${pkg}.${parts[i]}/${m[1]}`);
+        }
+      }
+    }
+  };
+  walk(join(ROOT, "proto", "telco"));
+  return paths;
+}
+
+// ---------------------------------------------------------------- Dockerfiles and Tiltfile
+
+interface Dockerfile {
+  unit: string;
+  path: string;
+  workdir: string | undefined;
+  copySources: string[];
+  cmd: string[];
+  expose: number[];
+  user: string | undefined;
+}
+
+function dockerfile(unit: string): Dockerfile {
+  const path = `services/${unit}/Dockerfile`;
+  const lines = read(path)
+    .replace(/\\\n/g, " ")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
+  const out: Dockerfile = { unit, path, workdir: undefined, copySources: [], cmd: [], expose: [], user: undefined };
+  for (const line of lines) {
+    const [instr = "", ...rest] = line.split(/\s+/);
+    const args = rest.filter((a) => !a.startsWith("--"));
+    const from = rest.some((a) => a.startsWith("--from="));
+    switch (instr.toUpperCase()) {
+      case "WORKDIR":
+        out.workdir = args[0];
+        break;
+      case "COPY":
+      case "ADD":
+        // Sources from the build context only (a --from stage is not the context).
+        if (!from) out.copySources.push(...args.slice(0, -1).map((s) => posix.normalize(s)));
+        break;
+      case "CMD":
+        out.cmd = JSON.parse(line.slice(3).trim()) as string[];
+        break;
+      case "EXPOSE":
+        out.expose.push(...args.map((a) => Number.parseInt(a, 10)));
+        break;
+      case "USER":
+        out.user = args[0];
+        break;
+    }
+  }
+  return out;
+}
+
+interface Tiltfile {
+  text: string;
+  units: Map<string, number>;
+  databaseUnits: string[];
+  /** Literal paths after expanding {unit} for every unit. */
+  dockerfiles: string[];
+  only: string[];
+  syncs: { from: string; to: string }[];
+  kustomizeDirs: string[];
+  deps: string[];
+  objectSelectors: string[];
+}
+
+function tiltfile(): Tiltfile {
+  const text = read("Tiltfile").replace(/#.*$/gm, "");
+  const units = new Map<string, number>();
+  const unitsBlock = /\bUNITS\s*=\s*\{([^}]*)\}/.exec(text)?.[1] ?? "";
+  for (const m of unitsBlock.matchAll(/'([\w-]+)'\s*:\s*(\d+)/g)) units.set(m[1] as string, Number(m[2]));
+  const databaseUnits = [...(/\bDATABASE_UNITS\s*=\s*\[([^\]]*)\]/.exec(text)?.[1] ?? "").matchAll(/'([\w-]+)'/g)].map(
+    (m) => m[1] as string,
+  );
+  const strings = (s: string) => [...s.matchAll(/'([^']*)'/g)].map((m) => m[1] as string);
+  const expand = (s: string) => (s.includes("{unit}") ? [...units.keys()].map((u) => s.replaceAll("{unit}", u)) : [s]);
+  const all = (re: RegExp) => [...text.matchAll(re)].flatMap((m) => strings(m[1] as string)).flatMap(expand);
+  const syncs = [...text.matchAll(/\bsync\(\s*'([^']*)'[^,]*,\s*'([^']*)'/g)].flatMap((m) =>
+    [...units.keys()].map((u) => ({
+      from: (m[1] as string).replaceAll("{unit}", u),
+      to: (m[2] as string).replaceAll("{unit}", u),
+    })),
+  );
+  return {
+    text,
+    units,
+    databaseUnits,
+    dockerfiles: all(/\bdockerfile\s*=\s*('[^']*')/g),
+    only: all(/\bonly\s*=\s*\[([^\]]*)\]/g),
+    syncs,
+    kustomizeDirs: all(/\bkustomize\(\s*('[^']*')/g),
+    deps: all(/\bdeps\s*=\s*\[([^\]]*)\]/g),
+    // objects.append(…) sits under `if unit in DATABASE_UNITS`: those selectors expand over them only.
+    objectSelectors: all(/\bobjects\s*=\s*\[([^\]]*)\]/g).concat(
+      [...text.matchAll(/objects\.append\(\s*('[^']*')/g)]
+        .flatMap((m) => strings(m[1] as string))
+        .flatMap((s) => databaseUnits.map((u) => s.replaceAll("{unit}", u))),
+    ),
+  };
+}
+
+const underAny = (path: string, roots: string[]) =>
+  roots.some((r) => path === r || path.startsWith(`${r.replace(/\/$/, "")}/`));
+
+// ================================================================ tests
+
+test("every YAML file parses; every object has apiVersion, kind and metadata.name, and is unique", () => {
+  assert.ok(FILES.length > 0, "no YAML files under deploy/ and istio/");
+  for (const unit of UNITS) {
+    assert.ok(
+      FILES.some((f) => f.startsWith(`deploy/k8s/base/${unit}/`)),
+      `unit ${unit} has no deploy/k8s/base/${unit}/`,
+    );
+  }
+  const seen = new Map<string, string>();
+  for (const d of DOCS) {
+    assert.equal(typeof d.obj.apiVersion, "string", `${d.file}: a document without apiVersion`);
+    assert.equal(typeof d.obj.kind, "string", `${d.file}: a document without kind`);
+    if (isKustomization(d)) {
+      assert.equal(d.obj.apiVersion, "kustomize.config.k8s.io/v1beta1", `${d.file}: kustomization apiVersion`);
+      continue;
+    }
+    assert.equal(typeof d.obj.metadata?.name, "string", `${d.file}: ${d.obj.kind} without metadata.name`);
+    if (!CLUSTER_SCOPED.has(d.obj.kind)) {
+      assert.equal(typeof d.obj.metadata?.namespace, "string", `${where(d)}: namespaced object without namespace`);
+    }
+    const id = `${d.obj.kind}/${d.obj.metadata?.namespace ?? ""}/${d.obj.metadata.name}`;
+    assert.ok(!seen.has(id), `${id} is defined twice: ${seen.get(id)} and ${d.file}`);
+    seen.set(id, d.file);
+  }
+});
+
+test("every kustomization lists files that exist, and every manifest is listed by one", () => {
+  const listed = new Set<string>();
+  for (const d of DOCS.filter(isKustomization)) {
+    const dir = posix.dirname(d.file);
+    assert.notEqual(posix.basename(d.file), "kustomization.yml", `${d.file}: name it kustomization.yaml`);
+    listed.add(d.file);
+    const refs: string[] = [...(d.obj.resources ?? []), ...(d.obj.components ?? [])];
+    for (const p of d.obj.patches ?? []) if (p.path) refs.push(p.path);
+    for (const r of refs) {
+      const p = posix.normalize(posix.join(dir, r));
+      assert.ok(exists(p), `${d.file}: ${r} does not exist`);
+      if (statSync(join(ROOT, p)).isDirectory()) {
+        assert.ok(exists(`${p}/kustomization.yaml`), `${d.file}: ${r} is a directory without kustomization.yaml`);
+      } else {
+        listed.add(p);
+      }
+    }
+  }
+  for (const file of FILES)
+    assert.ok(listed.has(file), `${file} is in no kustomization.yaml (kustomize would skip it)`);
+  assert.ok(exists("deploy/k8s/base/kustomization.yaml"), "deploy/k8s/base/kustomization.yaml is missing");
+  const base = parseYaml(read("deploy/k8s/base/kustomization.yaml"), "base")[0] ?? {};
+  for (const unit of UNITS) assert.ok(base.resources?.includes(unit), `the base kustomization does not list ${unit}`);
+});
+
+test("every unit's namespace has sidecar injection and its own ServiceAccount", () => {
+  for (const unit of UNITS) {
+    const ns = find("Namespace", undefined, unit);
+    assert.ok(ns, `no Namespace ${unit}`);
+    assert.equal(ns.obj.metadata.labels?.["istio-injection"], "enabled", `${where(ns)}: istio-injection`);
+    assert.ok(find("ServiceAccount", unit, unit), `no ServiceAccount ${unit}/${unit}`);
+  }
+});
+
+test("every Deployment: grpc port behind a Service, grpc probes, locked-down container, drain fits the grace period", async () => {
+  const deployments = ofKind("Deployment");
+  assert.deepEqual(deployments.map((d) => d.obj.metadata.name).sort(), UNITS, "one Deployment per unit");
+  for (const d of deployments) {
+    const unit = d.obj.metadata.name as string;
+    const ns = d.obj.metadata.namespace as string;
+    const spec = d.obj.spec.template.spec as Obj;
+    const podLabels = d.obj.spec.template.metadata?.labels as Obj;
+    assert.ok(selects(d.obj.spec.selector?.matchLabels, podLabels), `${where(d)}: selector does not match the pod`);
+    assert.equal(spec.serviceAccountName, unit, `${where(d)}: serviceAccountName`);
+    assert.ok(find("ServiceAccount", ns, spec.serviceAccountName), `${where(d)}: its ServiceAccount is missing`);
+    assert.equal(spec.containers.length, 1, `${where(d)}: one container`);
+    const c = spec.containers[0] as Obj;
+    assert.equal(c.image, `telco/${unit}`, `${where(d)}: image`);
+
+    // The port, its Service and the probes.
+    const grpcPorts = (c.ports ?? []).filter((p: Obj) => p.name === "grpc");
+    assert.equal(grpcPorts.length, 1, `${where(d)}: the container has no port named grpc`);
+    const port = grpcPorts[0].containerPort as number;
+    const services = ofKind("Service").filter(
+      (s) => s.obj.metadata.namespace === ns && selects(s.obj.spec.selector, podLabels),
+    );
+    assert.ok(services.length > 0, `${where(d)}: no Service selects its pods`);
+    for (const s of services) {
+      const sp = (s.obj.spec.ports ?? []).find((p: Obj) => p.targetPort === "grpc" || p.targetPort === port);
+      assert.ok(sp, `${where(s)}: no port targets the grpc container port`);
+      assert.equal(sp.name, "grpc", `${where(s)}: the port must be named grpc`);
+      assert.equal(sp.appProtocol, "grpc", `${where(s)}: appProtocol must be grpc`);
+    }
+    for (const probe of ["readinessProbe", "livenessProbe"]) {
+      assert.equal(c[probe]?.grpc?.port, port, `${where(d)}: ${probe} must be a grpc probe on port ${port}`);
+    }
+
+    // Security.
+    const sc = { ...(spec.securityContext ?? {}), ...(c.securityContext ?? {}) } as Obj;
+    assert.equal(sc.runAsNonRoot, true, `${where(d)}: runAsNonRoot`);
+    assert.equal(c.securityContext?.readOnlyRootFilesystem, true, `${where(d)}: readOnlyRootFilesystem`);
+    assert.equal(c.securityContext?.allowPrivilegeEscalation, false, `${where(d)}: allowPrivilegeEscalation`);
+    assert.ok(c.securityContext?.capabilities?.drop?.includes("ALL"), `${where(d)}: capabilities must drop ALL`);
+    const tmp = (c.volumeMounts ?? []).find((m: Obj) => m.mountPath === "/tmp");
+    assert.ok(tmp, `${where(d)}: no writable /tmp (tsx caches there)`);
+    assert.ok(
+      (spec.volumes ?? []).some((v: Obj) => v.name === tmp.name && v.emptyDir),
+      `${where(d)}: /tmp is not an emptyDir`,
+    );
+
+    // Configuration: the ConfigMap is what the unit's own config loader accepts, with no secret in it.
+    const cmName = (c.envFrom ?? []).find((e: Obj) => e.configMapRef)?.configMapRef?.name;
+    const cm = cmName && find("ConfigMap", ns, cmName);
+    assert.ok(cm, `${where(d)}: envFrom a ConfigMap of its namespace`);
+    const data = cm.obj.data as Record<string, string>;
+    const { spec: configSpec, readConfig } = (await import(`../services/${unit}/src/config.js`)) as {
+      spec: Record<string, { secret?: boolean }>;
+      readConfig: (env: Record<string, string | undefined>) => Record<string, unknown>;
+    };
+    for (const key of Object.keys(data)) {
+      assert.ok(key in configSpec, `${where(cm)}: ${key} is not a setting of the ${unit} unit`);
+      assert.ok(!configSpec[key]?.secret, `${where(cm)}: ${key} is a secret and belongs in a Secret`);
+    }
+    const config = readConfig({ ...data, DATABASE_URL: "postgres://u@db:5432/telco" });
+    assert.equal(config[`${unit.toUpperCase()}_PORT`], port, `${where(cm)}: ${unit.toUpperCase()}_PORT`);
+    assert.equal(config.BIND_HOST, "0.0.0.0", `${where(cm)}: BIND_HOST must be 0.0.0.0 in a cluster`);
+
+    // DATABASE_URL from the unit's Secret exactly when the unit uses PostgreSQL.
+    const usesPostgres = /\bcreateKnex\(/.test(read(`services/${unit}/src/main.ts`));
+    const dbEnv = (c.env ?? []).find((e: Obj) => e.name === "DATABASE_URL");
+    if (usesPostgres) {
+      assert.deepEqual(
+        dbEnv?.valueFrom?.secretKeyRef,
+        { name: `telco-${unit}-secrets`, key: "DATABASE_URL" },
+        `${where(d)}: DATABASE_URL from Secret telco-${unit}-secrets`,
+      );
+    } else {
+      assert.equal(dbEnv, undefined, `${where(d)}: the ${unit} unit does not use PostgreSQL`);
+    }
+    for (const e of c.env ?? []) {
+      assert.ok(
+        !configSpec[e.name]?.secret || e.valueFrom?.secretKeyRef,
+        `${where(d)}: ${e.name} must come from a Secret`,
+      );
+    }
+
+    // Graceful termination: longer than the drain and the unit's own shutdown limit; the sidecar
+    // outlives the unit's shutdown.
+    const graceMs = (spec.terminationGracePeriodSeconds ?? 30) * 1000;
+    const drainMs = (config.DRAIN_DELAY_MS as number) + (config.DRAIN_TIMEOUT_MS as number);
+    assert.ok(graceMs > drainMs, `${where(d)}: terminationGracePeriodSeconds must exceed the drain (${drainMs} ms)`);
+    assert.ok(graceMs > (config.SHUTDOWN_TIMEOUT_MS as number), `${where(d)}: grace period <= SHUTDOWN_TIMEOUT_MS`);
+    const proxy = parseYaml(d.obj.spec.template.metadata?.annotations?.["proxy.istio.io/config"] ?? "", "proxy")[0];
+    const sidecarMs = proxy?.terminationDrainDuration ? durationMs(proxy.terminationDrainDuration) : 5000;
+    assert.ok(sidecarMs >= (config.SHUTDOWN_TIMEOUT_MS as number), `${where(d)}: the sidecar stops before the unit`);
+    assert.ok(sidecarMs < graceMs, `${where(d)}: terminationDrainDuration must fit in the grace period`);
+
+    // Resources and the disruption budget.
+    for (const k of ["requests", "limits"]) {
+      assert.ok(c.resources?.[k]?.cpu && c.resources?.[k]?.memory, `${where(d)}: resources.${k}`);
+    }
+    assert.ok(
+      ofKind("PodDisruptionBudget").some(
+        (p) => p.obj.metadata.namespace === ns && selects(p.obj.spec.selector?.matchLabels, podLabels),
+      ),
+      `${where(d)}: no PodDisruptionBudget`,
+    );
+
+    // The container runs what the image runs.
+    const df = dockerfile(unit);
+    assert.deepEqual(c.args ?? df.cmd, df.cmd, `${where(d)}: args differ from ${df.path}'s CMD`);
+    assert.ok(df.expose.includes(port), `${df.path}: EXPOSE ${port}`);
+  }
+});
+
+const kubectl = (() => {
+  try {
+    execFileSync("kubectl", ["version", "--client"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+function render(dir: string): Obj[] {
+  return parseYaml(execFileSync("kubectl", ["kustomize", join(ROOT, dir)], { encoding: "utf8" }), dir);
+}
+
+test("the overlays render: local one replica, production two or an HPA", () => {
+  // kustomize rendering is the point of this test: without kubectl it fails rather than skips.
+  assert.ok(kubectl, "kubectl (with its built-in kustomize) is needed to render the overlays; it is not on the PATH");
+  const local = render("deploy/k8s/overlays/local");
+  const localDeployments = local.filter((o) => o.kind === "Deployment");
+  assert.equal(localDeployments.length, UNITS.length, "local: one Deployment per unit");
+  for (const o of localDeployments) {
+    assert.equal(o.spec.replicas, 1, `local ${o.metadata.name}: replicas`);
+    assert.equal(o.spec.template.spec.containers[0].imagePullPolicy, "IfNotPresent", `local ${o.metadata.name}`);
+  }
+  for (const o of local.filter((x) => x.kind === "ConfigMap")) {
+    assert.ok(Number(o.data.DRAIN_DELAY_MS) < 5000, `local ${o.metadata.name}: a shorter DRAIN_DELAY_MS`);
+  }
+
+  const prod = render("deploy/k8s/overlays/production");
+  const hpas = prod.filter((o) => o.kind === "HorizontalPodAutoscaler");
+  for (const h of hpas) {
+    assert.equal(h.apiVersion, "autoscaling/v2", `HPA ${h.metadata.name}: autoscaling/v2`);
+    assert.ok(
+      prod.some((o) => o.kind === h.spec.scaleTargetRef.kind && o.metadata.name === h.spec.scaleTargetRef.name),
+      `HPA ${h.metadata.name}: its target does not exist`,
+    );
+  }
+  const domainHpa = hpas.find((h) => h.spec.scaleTargetRef.name === "domain");
+  assert.ok(domainHpa, "production: no HPA for domain");
+  assert.deepEqual(
+    domainHpa.spec.metrics.map((m: Obj) => m.resource?.name).sort(),
+    ["cpu", "memory"],
+    "production: domain scales on CPU and memory",
+  );
+  for (const o of prod.filter((x) => x.kind === "Deployment")) {
+    const hpa = hpas.find(
+      (h) => h.spec.scaleTargetRef.kind === "Deployment" && h.spec.scaleTargetRef.name === o.metadata.name,
+    );
+    if (hpa) {
+      assert.ok(hpa.spec.minReplicas >= 2, `production ${o.metadata.name}: HPA minReplicas >= 2`);
+      assert.equal(o.spec.replicas, undefined, `production ${o.metadata.name}: replicas would fight its HPA`);
+    } else {
+      assert.ok(o.spec.replicas >= 2, `production ${o.metadata.name}: replicas >= 2`);
+    }
+    assert.equal(
+      o.spec.template.spec.containers[0].securityContext.readOnlyRootFilesystem,
+      true,
+      "production: read-only",
+    );
+  }
+});
+
+test("Istio: mTLS STRICT mesh-wide, deny by default, allow rules name RPCs that exist", () => {
+  const rpcs = rpcPaths();
+  assert.ok(rpcs.size > 0, "no RPCs found in proto/telco");
+  const pa = ofKind("PeerAuthentication");
+  assert.ok(
+    pa.some(
+      (p) =>
+        p.obj.apiVersion === "security.istio.io/v1" &&
+        p.obj.metadata.namespace === "istio-system" &&
+        !p.obj.spec?.selector &&
+        p.obj.spec?.mtls?.mode === "STRICT",
+    ),
+    "no mesh-wide STRICT PeerAuthentication (security.istio.io/v1, istio-system)",
+  );
+  const policies = ofKind("AuthorizationPolicy");
+  for (const p of policies) {
+    assert.equal(p.obj.apiVersion, "security.istio.io/v1", `${where(p)}: use security.istio.io/v1`);
+    const ns = p.obj.metadata.namespace as string;
+    assert.ok(UNITS.includes(ns), `${where(p)}: not in a unit's namespace`);
+    for (const rule of p.obj.spec?.rules ?? []) {
+      for (const f of rule.from ?? []) {
+        for (const principal of f.source?.principals ?? []) {
+          assert.match(principal, /^cluster\.local\/ns\/[\w-]+\/sa\/[\w-]+$/, `${where(p)}: principal ${principal}`);
+        }
+      }
+      for (const t of rule.to ?? []) {
+        assert.deepEqual(t.operation?.methods, ["POST"], `${where(p)}: RPCs are POST`);
+        assert.ok((t.operation?.paths ?? []).length > 0, `${where(p)}: an operation without exact paths`);
+        for (const path of t.operation.paths) {
+          assert.ok(rpcs.has(path), `${where(p)}: ${path} is not an RPC in proto/telco`);
+          assert.ok(path.startsWith(`/telco.${ns}.`), `${where(p)}: ${path} is not served in namespace ${ns}`);
+        }
+      }
+    }
+  }
+  for (const unit of UNITS) {
+    const allowNothing = policies.find(
+      (p) => p.obj.metadata.namespace === unit && (p.obj.spec === null || Object.keys(p.obj.spec ?? {}).length === 0),
+    );
+    assert.ok(allowNothing, `namespace ${unit} has no deny-by-default (allow-nothing, spec: {}) AuthorizationPolicy`);
+  }
+  for (const dr of ofKind("DestinationRule")) {
+    const [name, ns] = String(dr.obj.spec.host).split(".");
+    assert.ok(find("Service", ns, name ?? ""), `${where(dr)}: host ${dr.obj.spec.host} is no Service`);
+    assert.equal(dr.obj.spec.trafficPolicy?.tls?.mode, "ISTIO_MUTUAL", `${where(dr)}: ISTIO_MUTUAL`);
+    assert.ok(dr.obj.spec.trafficPolicy?.connectionPool?.http?.http2MaxRequests, `${where(dr)}: http2MaxRequests`);
+    assert.ok(dr.obj.spec.trafficPolicy?.outlierDetection, `${where(dr)}: outlierDetection`);
+  }
+  for (const unit of UNITS) {
+    assert.ok(
+      ofKind("DestinationRule").some((d) => d.obj.spec.host === `${unit}.${unit}.svc.cluster.local`),
+      `no DestinationRule for ${unit}`,
+    );
+  }
+});
+
+test("Dockerfiles copy only what exists and run the unit as a numeric non-root user", () => {
+  const ignore = read(".dockerignore")
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith("#"));
+  const ignored = (p: string) =>
+    ignore.some((pat) =>
+      pat.startsWith("**/") ? p.split("/").includes(pat.slice(3)) : p === pat || p.startsWith(`${pat}/`),
+    );
+  for (const unit of UNITS) {
+    const df = dockerfile(unit);
+    assert.ok(exists(df.path), `${df.path} is missing`);
+    assert.equal(df.workdir, "/app", `${df.path}: WORKDIR /app (Tilt syncs there)`);
+    assert.ok(df.copySources.length > 0, `${df.path}: no COPY from the context`);
+    for (const src of df.copySources) {
+      assert.ok(exists(src), `${df.path}: COPY ${src}: no such path`);
+      assert.ok(!ignored(src), `${df.path}: COPY ${src} is excluded by .dockerignore`);
+    }
+    assert.deepEqual(df.cmd.slice(0, 3), ["node", "--import", "tsx"], `${df.path}: CMD node --import tsx`);
+    assert.equal(df.cmd[3], `services/${unit}/src/main.ts`, `${df.path}: CMD runs the unit`);
+    assert.ok(exists(df.cmd[3] ?? ""), `${df.path}: ${df.cmd[3]} does not exist`);
+    assert.match(df.user ?? "", /^[1-9]\d*(:\d+)?$/, `${df.path}: USER must be a numeric non-root uid (runAsNonRoot)`);
+  }
+  const pkg = JSON.parse(read("package.json")) as { dependencies?: Record<string, string> };
+  assert.ok(pkg.dependencies?.tsx, "tsx must be a production dependency: the images run with it");
+});
+
+test("the Tiltfile references only paths that exist, and agrees with the Dockerfiles and manifests", () => {
+  const tf = tiltfile();
+  assert.ok(!tf.text.includes("ext://"), "Tiltfile: no ext:// extensions");
+  assert.deepEqual([...tf.units.keys()].sort(), UNITS, "Tiltfile: UNITS");
+  for (const p of [...tf.dockerfiles, ...tf.only, ...tf.syncs.map((s) => s.from), ...tf.kustomizeDirs, ...tf.deps]) {
+    assert.ok(exists(p), `Tiltfile: ${p} does not exist`);
+  }
+  for (const dir of tf.kustomizeDirs)
+    assert.ok(exists(`${dir}/kustomization.yaml`), `Tiltfile: ${dir} has no kustomization`);
+  assert.ok(tf.kustomizeDirs.includes("deploy/k8s/overlays/local"), "Tiltfile: deploys the local overlay");
+  assert.ok(tf.kustomizeDirs.includes("istio"), "Tiltfile: deploys istio/");
+
+  const gen = /local_resource\(\s*'gen'\s*,\s*'npm run (\w+)'/.exec(tf.text);
+  assert.ok(gen, "Tiltfile: local_resource('gen', 'npm run …')");
+  const scripts = (JSON.parse(read("package.json")) as { scripts?: Record<string, string> }).scripts ?? {};
+  assert.ok(scripts[gen[1] as string], `Tiltfile: npm script ${gen[1]} does not exist`);
+
+  for (const unit of UNITS) {
+    const df = dockerfile(unit);
+    assert.ok(tf.dockerfiles.includes(df.path), `Tiltfile: no docker_build for ${df.path}`);
+    // Everything the Dockerfile copies must be in the build context Tilt sends.
+    for (const src of df.copySources) {
+      assert.ok(underAny(src, tf.only), `Tiltfile: only= lacks ${src} (copied by ${df.path})`);
+    }
+    // The ports forwarded are the units' ports.
+    const port = tf.units.get(unit);
+    const cm = find("ConfigMap", unit, `${unit}-config`);
+    assert.equal(String(port), cm?.obj.data?.[`${unit.toUpperCase()}_PORT`], `Tiltfile: port of ${unit}`);
+  }
+  for (const s of tf.syncs) {
+    assert.ok(underAny(s.from, tf.only), `Tiltfile: sync('${s.from}') is outside the docker_build only= paths`);
+    assert.equal(s.to, `/app/${s.from}`, `Tiltfile: sync('${s.from}') must land where the Dockerfile copies it`);
+  }
+  assert.match(tf.text, /k8s_resource\([\s\S]*resource_deps\s*=\s*\['gen'\]/, "Tiltfile: units depend on gen");
+
+  // Secrets the Deployments reference are made by the Tiltfile for the local cluster.
+  const secretUnits = ofKind("Deployment")
+    .filter((d) => (d.obj.spec.template.spec.containers[0].env ?? []).some((e: Obj) => e.valueFrom?.secretKeyRef))
+    .map((d) => d.obj.metadata.namespace as string)
+    .sort();
+  assert.deepEqual([...tf.databaseUnits].sort(), secretUnits, "Tiltfile: DATABASE_UNITS = the units with a Secret");
+
+  // Every k8s_resource object selector names exactly one object of the local deployment.
+  const names = [
+    ...OBJECTS.map((d) => `${d.obj.metadata.name}:${d.obj.kind}:${d.obj.metadata.namespace ?? ""}`.toLowerCase()),
+    ...secretUnits.map((u) => `telco-${u}-secrets:secret:${u}`),
+  ];
+  assert.ok(tf.objectSelectors.length > 0, "Tiltfile: no objects= selectors found");
+  for (const sel of tf.objectSelectors) {
+    const matches = names.filter((n) => n === sel.toLowerCase() || n.startsWith(`${sel.toLowerCase()}:`));
+    assert.equal(matches.length, 1, `Tiltfile: selector ${sel} matches ${matches.length} objects`);
+  }
+});

@@ -1,0 +1,112 @@
+/**
+ * The units as the processes `npm start` runs: each boots from its environment, answers
+ * `buf curl --list-methods` through reflection alone (no local proto files), and on SIGTERM
+ * drains and exits 0. A bad setting stops a unit at once with a message naming it.
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { migrateAll } from "../scripts/migrate.js";
+import { TEST_DATABASE_URL, TEST_REDIS_URL } from "./support/env.js";
+import { freePort, ROOT, run, spawnUnit, type UnitProcess, waitForLog } from "./support/processes.js";
+
+const UNITS = {
+  usage: ["telco.usage.v1.UsageService/GetLineUsage", "telco.usage.v1.UsageService/SetLineQuota"],
+  message: ["telco.message.v1.TemplateService/CreateTemplate", "telco.message.v1.TemplateService/GetTemplate"],
+  domain: ["telco.domain.v1.CatalogService/ListPlans", "telco.domain.v1.CatalogService/GetPlan"],
+  batch: ["telco.batch.v1.BillingJobService/GetJobExecution", "telco.batch.v1.BillingJobService/ListJobExecutions"],
+} as const;
+type Unit = keyof typeof UNITS;
+
+const running = new Map<Unit, { p: UnitProcess; port: number }>();
+
+before(async () => {
+  await migrateAll(TEST_DATABASE_URL, undefined, () => {});
+  for (const unit of Object.keys(UNITS) as Unit[]) {
+    const port = await freePort();
+    const p = spawnUnit(unit, {
+      [`${unit.toUpperCase()}_PORT`]: String(port),
+      DATABASE_URL: TEST_DATABASE_URL,
+      REDIS_URL: TEST_REDIS_URL,
+      DRAIN_DELAY_MS: "300",
+      LOG_LEVEL: "info",
+    });
+    running.set(unit, { p, port });
+  }
+  await Promise.all([...running.values()].map(({ p }) => waitForLog(p, /unit listening/)));
+});
+
+after(() => {
+  for (const { p } of running.values()) if (p.child.exitCode === null) p.child.kill("SIGKILL");
+});
+
+describe("unit processes", () => {
+  for (const unit of Object.keys(UNITS) as Unit[]) {
+    it(`${unit}: buf curl lists its methods through reflection`, async () => {
+      const { port } = running.get(unit) ?? assert.fail();
+      const r = await run(`${ROOT}/node_modules/.bin/buf`, [
+        "curl",
+        "--protocol",
+        "grpc",
+        "--http2-prior-knowledge",
+        `http://127.0.0.1:${port}`,
+        "--list-methods",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const methods = r.stdout.trim().split("\n");
+      for (const m of UNITS[unit]) assert.ok(methods.includes(m), `${m} missing from:\n${r.stdout}`);
+      assert.ok(methods.includes("grpc.health.v1.Health/Check"));
+    });
+  }
+
+  it("buf curl calls a method with JSON, schema from reflection only", async () => {
+    const { port } = running.get("domain") ?? assert.fail();
+    const r = await run(`${ROOT}/node_modules/.bin/buf`, [
+      "curl",
+      "--protocol",
+      "grpc",
+      "--http2-prior-knowledge",
+      "-d",
+      '{"plan_id":"5G-SLIM-8G"}',
+      `http://127.0.0.1:${port}/telco.domain.v1.CatalogService/GetPlan`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const body = JSON.parse(r.stdout) as { plan: { name: string; quotaBytes: string } };
+    assert.equal(body.plan.name, "5G 슬림 8GB");
+    assert.equal(body.plan.quotaBytes, String(8 * 1024 ** 3));
+  });
+
+  it("SIGTERM drains each unit and exits 0", async () => {
+    for (const [unit, { p }] of running) {
+      p.child.kill("SIGTERM");
+      const code = await Promise.race([p.exited, new Promise((r) => setTimeout(() => r("timeout"), 15_000))]);
+      assert.equal(code, 0, `${unit} exit: ${code}\n${p.stderr()}`);
+      await waitForLog(p, /draining: health NOT_SERVING/, 1);
+      await waitForLog(p, /shutdown complete/, 1);
+    }
+  });
+});
+
+describe("configuration errors", () => {
+  it("a bad setting stops the unit with exit 78 and names every bad variable", async () => {
+    const p = spawnUnit("usage", { USAGE_PORT: "not-a-port", REDIS_URL: "http://wrong", LOG_LEVEL: "loud" });
+    const code = await p.exited;
+    assert.equal(code, 78);
+    const err = p.stderr();
+    assert.match(err, /USAGE_PORT must be an integer/);
+    assert.match(err, /REDIS_URL must use redis or rediss/);
+    assert.match(err, /LOG_LEVEL must be one of/);
+  });
+
+  it("an unknown time zone is refused rather than silently counted in UTC", async () => {
+    const p = spawnUnit("usage", { TIME_ZONE: "Asia/Seol" });
+    assert.equal(await p.exited, 78);
+    assert.match(p.stderr(), /TIME_ZONE must be an IANA time zone/);
+  });
+
+  it("a password in DATABASE_URL is never echoed", async () => {
+    const p = spawnUnit("domain", { DATABASE_URL: "mysql://user:s3cret-pw@db/telco" });
+    assert.equal(await p.exited, 78);
+    assert.match(p.stderr(), /DATABASE_URL must use postgres or postgresql/);
+    assert.doesNotMatch(p.stderr(), /s3cret-pw/);
+  });
+});

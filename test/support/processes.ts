@@ -1,0 +1,81 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import * as net from "node:net";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface UnitProcess {
+  child: ChildProcess;
+  stdout: () => string;
+  stderr: () => string;
+  /** Resolves with the exit code (or the signal's name). */
+  exited: Promise<number | string>;
+}
+
+/** Starts `services/<unit>/src/main.ts` as its own process, as `npm start` does. */
+export function spawnUnit(unit: string, env: Record<string, string>): UnitProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", `services/${unit}/src/main.ts`], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  let err = "";
+  child.stdout?.on("data", (d: Buffer) => {
+    out += d.toString();
+  });
+  child.stderr?.on("data", (d: Buffer) => {
+    err += d.toString();
+  });
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Waits until the process logs a JSON line with this message (or dies first). */
+export async function waitForLog(p: UnitProcess, msg: RegExp, timeoutMs = 30_000): Promise<Record<string, unknown>> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    for (const line of p.stdout().split("\n")) {
+      if (!line.startsWith("{")) continue;
+      const entry = JSON.parse(line) as Record<string, unknown>;
+      if (typeof entry.msg === "string" && msg.test(entry.msg)) return entry;
+    }
+    if (p.child.exitCode !== null)
+      throw new Error(`process exited (${p.child.exitCode}) before logging ${msg}:\n${p.stderr()}${p.stdout()}`);
+    if (Date.now() > deadline)
+      throw new Error(`no log line ${msg} within ${timeoutMs} ms:\n${p.stderr()}${p.stdout()}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export function run(
+  cmd: string,
+  args: string[],
+  timeoutMs = 30_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}

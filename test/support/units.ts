@@ -1,0 +1,59 @@
+import type { Redis } from "ioredis";
+import type { Knex } from "knex";
+import { migrateAll } from "../../scripts/migrate.js";
+import { createServer as createBatchServer } from "../../services/batch/src/server.js";
+import { JobRepository } from "../../services/batch/src/store/job-repository.js";
+import { createServer as createDomainServer } from "../../services/domain/src/server.js";
+import { CatalogStore } from "../../services/domain/src/store/catalog-store.js";
+import { createKnex } from "../../services/kit/src/postgres.js";
+import { createRedis, redisReady } from "../../services/kit/src/redis.js";
+import type { Listening, RpcServer } from "../../services/kit/src/server.js";
+import { createServer as createMessageServer } from "../../services/message/src/server.js";
+import { TemplateStore } from "../../services/message/src/store/template-store.js";
+import { createServer as createUsageServer } from "../../services/usage/src/server.js";
+import { LineUsageStore } from "../../services/usage/src/store/line-usage-store.js";
+import { TEST_DATABASE_URL, TEST_REDIS_URL, testLogger } from "./env.js";
+
+export type UnitName = "usage" | "message" | "domain" | "batch";
+
+export interface RunningUnits {
+  servers: Record<UnitName, RpcServer>;
+  at: Record<UnitName, Listening>;
+  knex: Record<"domain" | "message" | "billing", Knex>;
+  redis: Redis;
+  stop(): Promise<void>;
+}
+
+/** The four units in this process on port 0, on the real test database and Redis. */
+export async function startUnits(): Promise<RunningUnits> {
+  await migrateAll(TEST_DATABASE_URL, undefined, () => {});
+  const knex = {
+    domain: createKnex({ url: TEST_DATABASE_URL, schema: "domain", poolMax: 4 }),
+    message: createKnex({ url: TEST_DATABASE_URL, schema: "message", poolMax: 4 }),
+    billing: createKnex({ url: TEST_DATABASE_URL, schema: "billing", poolMax: 4 }),
+  };
+  const redis = createRedis(TEST_REDIS_URL, testLogger("test"), "test");
+  await redisReady(redis, TEST_REDIS_URL);
+  const settings = (unit: string) => ({ logger: testLogger(unit), drainDelayMs: 0, drainTimeoutMs: 2_000 });
+  const servers: Record<UnitName, RpcServer> = {
+    usage: createUsageServer({ store: new LineUsageStore(redis) }, settings("usage")),
+    message: createMessageServer({ templates: new TemplateStore(knex.message) }, settings("message")),
+    domain: createDomainServer({ catalog: new CatalogStore(knex.domain) }, settings("domain")),
+    batch: createBatchServer({ jobs: new JobRepository(knex.billing) }, settings("batch")),
+  };
+  const at = {} as Record<UnitName, Listening>;
+  for (const [name, server] of Object.entries(servers) as [UnitName, RpcServer][]) {
+    at[name] = await server.listen(0);
+  }
+  return {
+    servers,
+    at,
+    knex,
+    redis,
+    async stop() {
+      await Promise.all(Object.values(servers).map((s) => s.drain()));
+      await Promise.all(Object.values(knex).map((k) => k.destroy()));
+      redis.disconnect();
+    },
+  };
+}
