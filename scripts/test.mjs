@@ -44,8 +44,10 @@ async function main() {
     runStep("biome", "biome", ["check", "--error-on-warnings", "."], { quiet: true });
   }
   const { infraUp } = await import("./infra/lib.mjs");
-  await infraUp({ only: ["postgres", "redis", "kafka", "influxdb"], quiet: true });
-  console.log("[infra] postgres, redis, kafka, influxdb up");
+  const infra = await infraUp({ only: ["postgres", "redis", "kafka", "influxdb"], quiet: true });
+  console.log(
+    `[infra] up (${(infra.ms / 1000).toFixed(1)}s): ${infra.results.map((r) => `${r.name} ${(r.ms / 1000).toFixed(1)}s`).join(", ")}`,
+  );
 
   const selected = args.filter((a) => !a.startsWith("--"));
   const files = selected.length ? selected : findTests();
