@@ -3,11 +3,15 @@
  * `buf curl --list-methods` through reflection alone (no local proto files), and on SIGTERM
  * drains and exits 0. A bad setting stops a unit at once with a message naming it.
  */
+
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { UsageEventSchema } from "../gen/telco/usage/v1/events_pb.js";
 import { migrateAll } from "../scripts/migrate.js";
-import { TEST_DATABASE_URL, TEST_REDIS_URL } from "./support/env.js";
-import { freePort, ROOT, run, spawnUnit, type UnitProcess, waitForLog } from "./support/processes.js";
+import { createKafka, createProducer, encodeRecord } from "../services/kit/src/kafka.js";
+import { KAFKA_BROKERS, TEST_DATABASE_URL, TEST_REDIS_URL, testLogger, unique } from "./support/env.js";
+import { freePort, ROOT, run, spawnScript, spawnUnit, type UnitProcess, waitForLog } from "./support/processes.js";
 
 const UNITS = {
   usage: ["telco.usage.v1.UsageService/GetLineUsage", "telco.usage.v1.UsageService/SetLineQuota"],
@@ -108,5 +112,61 @@ describe("configuration errors", () => {
     assert.equal(await p.exited, 78);
     assert.match(p.stderr(), /DATABASE_URL must use postgres or postgresql/);
     assert.doesNotMatch(p.stderr(), /s3cret-pw/);
+  });
+});
+
+describe("SIGTERM with a Kafka batch in hand", () => {
+  it("finishes the batch, commits its offsets, then exits 0", async () => {
+    const kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "sigterm-test", logger: testLogger("test") });
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      const topic = unique("test.sigterm");
+      const groupId = unique("sigterm-group");
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: [
+          { topic, numPartitions: 1 },
+          { topic: `${topic}.dlq`, numPartitions: 1 },
+        ],
+      });
+      const producer = await createProducer(kafka);
+      await producer.send({
+        topic,
+        messages: Array.from({ length: 50 }, (_, i) =>
+          encodeRecord(
+            UsageEventSchema,
+            create(UsageEventSchema, { eventId: `e${i}`, subscriptionId: "L", seq: BigInt(i + 1), bytes: 1n }),
+            { key: "L" },
+          ),
+        ),
+      });
+      await producer.disconnect();
+
+      const fixture = spawnScript("test/fixtures/consumer-unit.ts", {
+        FIXTURE_TOPIC: topic,
+        FIXTURE_GROUP: groupId,
+        FIXTURE_HANDLE_MS: "1500",
+        DRAIN_DELAY_MS: "0",
+      });
+      await waitForLog(fixture, /batch started/);
+      fixture.child.kill("SIGTERM");
+      assert.equal(await fixture.exited, 0, fixture.stderr());
+      const handled = fixture
+        .stdout()
+        .split("\n")
+        .filter((l) => l.includes('"batch handled"'))
+        .map((l) => JSON.parse(l) as { last: string });
+      assert.ok(handled.length >= 1, "the batch in hand was finished before exit");
+      const lastHandled = Number(handled.at(-1)?.last);
+      const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+      assert.equal(
+        Number(offsets?.partitions[0]?.offset),
+        lastHandled + 1,
+        `committed exactly up to the last handled record; the unit logged:\n${fixture.stdout()}`,
+      );
+    } finally {
+      await admin.disconnect();
+    }
   });
 });

@@ -25,7 +25,12 @@ export interface UnitProcess {
 
 /** Starts `services/<unit>/src/main.ts` as its own process, as `npm start` does. */
 export function spawnUnit(unit: string, env: Record<string, string>): UnitProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", `services/${unit}/src/main.ts`], {
+  return spawnScript(`services/${unit}/src/main.ts`, env);
+}
+
+/** Runs a TypeScript entry point (path relative to the repository root) as its own process. */
+export function spawnScript(script: string, env: Record<string, string>): UnitProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", script], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

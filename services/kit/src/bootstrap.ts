@@ -54,3 +54,16 @@ export function serverSettings(config: CommonConfig, logger: Logger) {
     drainTimeoutMs: config.DRAIN_TIMEOUT_MS,
   };
 }
+
+/**
+ * Starts a consumer as part of the unit: on SIGTERM it finishes the batch in hand, commits its
+ * offsets and leaves the group during the "drain" phase, before producers and datastores close.
+ */
+export async function startConsumer(
+  lifecycle: Lifecycle,
+  consumer: { start(): Promise<void>; stop(): Promise<void> },
+  name: string,
+): Promise<void> {
+  lifecycle.onShutdown("drain", `consumer:${name}`, () => consumer.stop());
+  await consumer.start();
+}

@@ -197,7 +197,14 @@ export class ProtoConsumer<Desc extends DescMessage> {
     });
   }
 
-  private async onBatch({ batch, resolveOffset, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  private async onBatch({
+    batch,
+    resolveOffset,
+    heartbeat,
+    isRunning,
+    isStale,
+    commitOffsetsIfNecessary,
+  }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
     const good: Decoded<MessageShape<Desc>>[] = [];
     const dead: { m: KafkaMessage; reason: string }[] = [];
@@ -217,7 +224,11 @@ export class ProtoConsumer<Desc extends DescMessage> {
     const last = batch.lastOffset();
     resolveOffset(last);
     const next = (BigInt(last) + 1n).toString();
-    await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }]);
+    // Through the batch payload, not consumer.commitOffsets: the latter silently drops the commit
+    // once stop() has begun, which would lose the offsets of the batch a SIGTERM let finish.
+    await commitOffsetsIfNecessary({
+      topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
+    });
     await heartbeat();
     this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
   }
