@@ -324,7 +324,7 @@ test("every Deployment: grpc port behind a Service, grpc probes, locked-down con
     assert.equal(config.BIND_HOST, "0.0.0.0", `${where(cm)}: BIND_HOST must be 0.0.0.0 in a cluster`);
 
     // DATABASE_URL from the unit's Secret exactly when the unit uses PostgreSQL.
-    const usesPostgres = /\bcreateKnex\(/.test(read(`services/${unit}/src/main.ts`));
+    const usesPostgres = /\b(createKnex|postgresFor)\(/.test(read(`services/${unit}/src/main.ts`));
     const dbEnv = (c.env ?? []).find((e: Obj) => e.name === "DATABASE_URL");
     if (usesPostgres) {
       assert.deepEqual(

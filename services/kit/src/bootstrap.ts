@@ -2,6 +2,7 @@ import type { ConfigOf } from "./config.js";
 import { configOrExit } from "./config.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger, type Logger } from "./logger.js";
+import { createKnex, type Knex } from "./postgres.js";
 import type { RpcServer } from "./server.js";
 import { type commonSpec, readTls } from "./settings.js";
 
@@ -66,4 +67,33 @@ export async function startConsumer(
 ): Promise<void> {
   lifecycle.onShutdown("drain", `consumer:${name}`, () => consumer.stop());
   await consumer.start();
+}
+
+/** The unit's PostgreSQL pool on its own schema, closed last on shutdown; fails fast when unreachable. */
+export async function postgresFor(
+  { config, lifecycle }: UnitContext<CommonConfig>,
+  schema: string,
+  poolMax: number,
+): Promise<Knex> {
+  const knex = createKnex({ url: config.DATABASE_URL, schema, poolMax });
+  lifecycle.onShutdown("close", "postgres", () => knex.destroy());
+  try {
+    await knex.raw("select 1");
+  } catch (e) {
+    throw new Error(
+      `PostgreSQL not reachable at DATABASE_URL (${redactUrl(config.DATABASE_URL)}): ${(e as Error).message}`,
+    );
+  }
+  return knex;
+}
+
+/** A URL with its password replaced, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
 }

@@ -1,5 +1,4 @@
-import { runUnit, serverSettings } from "../../kit/src/bootstrap.js";
-import { createKnex } from "../../kit/src/postgres.js";
+import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js";
 import { readConfig } from "./config.js";
 import { createServer } from "./server.js";
 import { TemplateStore } from "./store/template-store.js";
@@ -8,10 +7,9 @@ await runUnit({
   unit: "message",
   readConfig,
   port: (c) => c.MESSAGE_PORT,
-  build: async ({ config, logger, lifecycle }) => {
-    const knex = createKnex({ url: config.DATABASE_URL, schema: "message", poolMax: config.MESSAGE_DB_POOL_MAX });
-    lifecycle.onShutdown("close", "postgres", () => knex.destroy());
-    await knex.raw("select 1");
+  build: async (ctx) => {
+    const { config, logger } = ctx;
+    const knex = await postgresFor(ctx, "message", config.MESSAGE_DB_POOL_MAX);
     return createServer({ templates: new TemplateStore(knex) }, serverSettings(config, logger));
   },
 });
