@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { BadRequest_FieldViolationSchema, BadRequestSchema } from "../../../gen/telco/common/v1/errors_pb.js";
+import { BadRequest_FieldViolationSchema, BadRequestSchema } from "../../../gen/google/rpc/error_details_pb.js";
 
 export interface FieldViolation {
   field: string;
@@ -9,8 +9,8 @@ export interface FieldViolation {
 
 /**
  * Collects every problem of a request before answering, so a caller learns all offending fields
- * at once: `INVALID_ARGUMENT` with a `telco.common.v1.BadRequest` detail and the field names in
- * the message too (for grpcurl users who do not decode details).
+ * at once: `INVALID_ARGUMENT` with a standard `google.rpc.BadRequest` detail (decoded by grpcurl,
+ * grpc-js and Google's client libraries) and the field names in the message too.
  */
 export class Violations {
   readonly list: FieldViolation[] = [];

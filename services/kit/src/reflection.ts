@@ -33,9 +33,11 @@ export class DescriptorIndex {
   readonly serviceNames: string[];
   private readonly bytes = new Map<string, Uint8Array>();
 
-  constructor(services: DescService[]) {
+  /** `extraFiles`: files no service imports but clients need, e.g. the error detail types. */
+  constructor(services: DescService[], extraFiles: DescFile[] = []) {
     this.serviceNames = services.map((s) => s.typeName).sort();
     for (const s of services) this.addFile(s.file);
+    for (const f of extraFiles) this.addFile(f);
   }
 
   private addFile(file: DescFile): void {

@@ -1,3 +1,4 @@
+import { setMaxListeners } from "node:events";
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -6,6 +7,7 @@ import { Duplex } from "node:stream";
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { file_google_rpc_error_details } from "../../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../../gen/grpc/health/v1/health_pb.js";
 import { HealthRegistry, ServingStatus } from "./health.js";
 import type { Logger } from "./logger.js";
@@ -41,6 +43,7 @@ export interface Listening {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0");
+const SNIFF_TIMEOUT_MS = 10_000;
 
 /**
  * A Connect server for one unit: gRPC, gRPC-Web and the Connect protocol on one port, plus
@@ -70,8 +73,14 @@ export class RpcServer {
   constructor(private readonly opts: RpcServerOptions) {
     const names = opts.services.map((s) => s.typeName);
     this.health = new HealthRegistry(names);
-    this.index = new DescriptorIndex([...opts.services, Health, ServerReflectionV1, ServerReflectionV1Alpha]);
+    // The error detail types ride along so that clients using reflection can decode them.
+    this.index = new DescriptorIndex(
+      [...opts.services, Health, ServerReflectionV1, ServerReflectionV1Alpha],
+      [file_google_rpc_error_details],
+    );
     this.draining = this.drainController.signal;
+    // Every call in flight listens on the shutdown signal: hundreds of them are normal.
+    setMaxListeners(0, this.shutdown.signal, this.drainController.signal);
 
     const handler = connectNodeAdapter({
       routes: (router) => {
@@ -100,6 +109,8 @@ export class RpcServer {
       };
       res.once("close", finish);
       res.once("finish", finish);
+      // While draining, an HTTP/1.1 caller is told not to reuse the connection: it will be closed.
+      if (this.state === "draining" && res instanceof http.ServerResponse) res.shouldKeepAlive = false;
       handler(req as http2.Http2ServerRequest, res as http2.Http2ServerResponse);
     };
 
@@ -126,6 +137,8 @@ export class RpcServer {
   /** Hands a plaintext connection to HTTP/2 or HTTP/1.1 by its first bytes. */
   private route(socket: net.Socket): void {
     this.track(socket);
+    // A connection that never says anything is not kept open forever.
+    socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
     let head = Buffer.alloc(0);
     const onData = (chunk: Buffer) => {
       head = Buffer.concat([head, chunk]);
@@ -133,6 +146,7 @@ export class RpcServer {
       const isH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
       if (isH2 && head.length < H2_PREFACE.length) return; // need more bytes to decide
       socket.off("data", onData);
+      socket.setTimeout(0);
       socket.pause();
       if (isH2) {
         // http2 reads a net.Socket's native handle directly, so bytes already read cannot be put
