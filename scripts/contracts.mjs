@@ -3,8 +3,9 @@
 //   1. buf lint (STANDARD);
 //   2. gen/ is what `buf generate` makes from proto/ now (generated into a temp dir and compared,
 //      so the check never touches the working tree);
-//   3. buf breaking (FILE) against the previous commit (or against HEAD when proto/ has
-//      uncommitted changes). BUF_BREAKING_AGAINST overrides the reference, e.g. ".git#branch=main".
+//   3. buf breaking (FILE): HEAD against its parent commit, and uncommitted proto/ edits against
+//      HEAD. A shallow clone fails (it cannot see the parent). BUF_BREAKING_AGAINST replaces both
+//      with one reference, e.g. ".git#branch=main".
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -60,21 +61,40 @@ export function checkContracts() {
     rmSync(tmp, { recursive: true, force: true });
   }
 
-  let against = process.env.BUF_BREAKING_AGAINST;
-  if (!against) {
-    if (!git(["rev-parse", "--verify", "HEAD"]).ok) {
-      console.log("[buf breaking] skipped: no commit yet");
-      return;
-    }
-    const dirty = git(["status", "--porcelain", "--", "proto"]).out !== "";
-    if (dirty) against = ".git#ref=HEAD";
-    else if (git(["rev-parse", "--verify", "HEAD~1"]).ok) against = ".git#ref=HEAD~1";
-    else {
-      console.log("[buf breaking] skipped: HEAD has no parent (first commit or shallow clone)");
-      return;
-    }
+  if (process.env.BUF_BREAKING_AGAINST) {
+    runStep(`buf breaking vs ${process.env.BUF_BREAKING_AGAINST}`, "buf", [
+      "breaking",
+      "--against",
+      process.env.BUF_BREAKING_AGAINST,
+    ]);
+    return;
   }
-  runStep(`buf breaking vs ${against}`, "buf", ["breaking", "--against", against]);
+  if (!git(["rev-parse", "--verify", "HEAD"]).ok) {
+    console.log("[buf breaking] skipped: no commit yet");
+    return;
+  }
+  if (git(["rev-parse", "--is-shallow-repository"]).out === "true") {
+    throw new Error(
+      "buf breaking needs the previous commit, but this clone is shallow: `git fetch --unshallow` (or set BUF_BREAKING_AGAINST)",
+    );
+  }
+  // Uncommitted proto/ edits are checked against HEAD; HEAD itself against its parent.
+  if (git(["status", "--porcelain", "--", "proto"]).out !== "") {
+    runStep("buf breaking vs HEAD (uncommitted proto/ changes)", "buf", ["breaking", "--against", ".git#ref=HEAD"]);
+  }
+  if (!git(["rev-parse", "--verify", "HEAD~1"]).ok) {
+    console.log("[buf breaking] HEAD is the first commit: nothing earlier to compare with");
+    return;
+  }
+  const headOnly = mkdtempSync(join(tmpdir(), "telco-head-"));
+  try {
+    // HEAD's own tree (not the working tree) against HEAD~1.
+    const archive = spawnSync("sh", ["-c", `git archive HEAD proto buf.yaml | tar -x -C '${headOnly}'`], { cwd: ROOT });
+    if (archive.status !== 0) throw new Error("git archive HEAD failed");
+    runStep("buf breaking: HEAD vs HEAD~1", "buf", ["breaking", headOnly, "--against", ".git#ref=HEAD~1"]);
+  } finally {
+    rmSync(headOnly, { recursive: true, force: true });
+  }
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

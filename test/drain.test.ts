@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import type { Redis } from "ioredis";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
@@ -73,6 +73,35 @@ describe("graceful drain", () => {
 
     const fresh = createClient(Health, createGrpcTransport({ baseUrl: at.url }));
     await assert.rejects(fresh.check({ service: "" }), (e) => ConnectError.from(e).code === Code.Unavailable);
+  });
+
+  it("serves every call sent before the drain, over HTTP/1.1 and HTTP/2 alike", async () => {
+    const server = createServer(
+      { store: new SlowStore(redis, 50) },
+      { logger: testLogger("usage"), drainDelayMs: 2_000, drainTimeoutMs: 5_000 },
+    );
+    const at = await server.listen(0);
+    const line = unique("burst");
+    await redis.set(`quota:{${line}}`, "7");
+    const callers = [
+      createClient(UsageService, createGrpcTransport({ baseUrl: at.url })),
+      createClient(UsageService, createConnectTransport({ baseUrl: at.url, httpVersion: "1.1" })),
+      createClient(UsageService, createConnectTransport({ baseUrl: at.url, httpVersion: "2" })),
+    ];
+    const calls = Array.from({ length: 300 }, (_, i) =>
+      (callers[i % callers.length] ?? assert.fail()).getLineUsage({ subscriptionId: line, month: "2026-11" }),
+    );
+    // Sent before the drain began, the calls reach the server within its drain delay (the window
+    // load balancers get to move away): every one of them must be answered, none reset.
+    const draining = server.drain();
+    const results = await Promise.allSettled(calls);
+    const failed = results.filter((r) => r.status === "rejected").map((r) => ConnectError.from(r.reason).message);
+    assert.deepEqual(
+      failed,
+      [],
+      `${failed.length} of ${calls.length} calls failed: ${[...new Set(failed)].join(" | ")}`,
+    );
+    assert.equal((await draining).cancelled, 0);
   });
 
   it("cancels calls still running after the drain timeout", async () => {

@@ -401,6 +401,16 @@ describe("health and reflection", () => {
         assert.ok(svc, `${unit}: service rebuilt from reflection`);
         assert.ok(svc.methods.length >= 2);
 
+        // The INVALID_ARGUMENT detail type is described too, so clients can decode it.
+        const detail = [];
+        for await (const r of client.serverReflectionInfo(
+          (async function* () {
+            yield { messageRequest: { case: "fileContainingSymbol" as const, value: "google.rpc.BadRequest" } };
+          })(),
+        ))
+          detail.push(r);
+        assert.equal(detail[0]?.messageResponse.case, "fileDescriptorResponse", `${unit}: google.rpc.BadRequest`);
+
         assert.equal(missing?.messageResponse.case, "errorResponse");
         if (missing?.messageResponse.case === "errorResponse")
           assert.equal(missing.messageResponse.value.errorCode, Code.NotFound);

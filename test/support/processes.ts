@@ -19,7 +19,7 @@ export interface UnitProcess {
   child: ChildProcess;
   stdout: () => string;
   stderr: () => string;
-  /** Resolves with the exit code (or the signal's name). */
+  /** Resolves with the exit code (or the signal's name) once its output is fully read. */
   exited: Promise<number | string>;
 }
 
@@ -44,7 +44,7 @@ export function spawnScript(script: string, env: Record<string, string>): UnitPr
     err += d.toString();
   });
   const exited = new Promise<number | string>((resolve) =>
-    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+    child.once("close", (code, signal) => resolve(code ?? signal ?? -1)),
   );
   return { child, stdout: () => out, stderr: () => err, exited };
 }

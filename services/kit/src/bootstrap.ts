@@ -1,5 +1,5 @@
 import type { ConfigOf } from "./config.js";
-import { configOrExit } from "./config.js";
+import { configOrExit, redactUrl } from "./config.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createKnex, type Knex } from "./postgres.js";
@@ -85,15 +85,4 @@ export async function postgresFor(
     );
   }
   return knex;
-}
-
-/** A URL with its password replaced, for messages. */
-export function redactUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    return u.toString();
-  } catch {
-    return "(unparseable URL)";
-  }
 }

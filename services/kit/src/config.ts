@@ -132,3 +132,15 @@ export function describeConfig(spec: Record<string, Spec>): string[] {
     return `| \`${name}\` | ${def} | ${s.description} |`;
   });
 }
+
+/** A URL with its user and password replaced, for messages and logs. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.username) u.username = "***";
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparseable URL)";
+  }
+}

@@ -55,9 +55,15 @@ export function createKafka({ brokers, clientId, logger }: KafkaSettings): Kafka
   });
 }
 
-/** acks=all; on a single local broker that protects nothing beyond the leader's own log (see README). */
-export async function createProducer(kafka: Kafka): Promise<Producer> {
-  const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests: 5 });
+/**
+ * A producer whose records keep their order per partition even when a send is retried: one
+ * request in flight per broker (kafkajs's idempotent mode is experimental and retries forever).
+ * A retried send may still write a record twice; every consumer here deduplicates by id.
+ * acks=all: on the single local broker that protects nothing beyond its own log (see README).
+ * `maxInFlightRequests` > 1 trades that order for throughput (load generators).
+ */
+export async function createProducer(kafka: Kafka, { maxInFlightRequests = 1 } = {}): Promise<Producer> {
+  const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests });
   await producer.connect();
   return producer;
 }
@@ -142,6 +148,11 @@ export function decodeRecord<Desc extends DescMessage>(
   return { value, typeName, key: m.key.toString("utf8"), partition, offset: m.offset, headers, timestamp: m.timestamp };
 }
 
+export interface Rejection<T> {
+  record: Decoded<T>;
+  reason: string;
+}
+
 export interface ProtoConsumerOptions<Desc extends DescMessage> {
   kafka: Kafka;
   groupId: string;
@@ -152,10 +163,14 @@ export interface ProtoConsumerOptions<Desc extends DescMessage> {
   validate?: (value: MessageShape<Desc>, record: Decoded<MessageShape<Desc>>) => string | undefined;
   /**
    * Processes the good records of one fetched batch (one partition, in offset order). Must be
-   * idempotent: after a crash the batch is delivered again. Throwing stops the partition from
-   * advancing; the batch is retried.
+   * idempotent: after a crash the batch is delivered again. Records it cannot take for good
+   * (e.g. an unknown line) it returns with a reason: they are dead-lettered before the commit.
+   * Throwing (a transient failure: a datastore down) commits nothing; the batch is retried.
    */
-  handle: (records: Decoded<MessageShape<Desc>>[], batch: { topic: string; partition: number }) => Promise<void>;
+  handle: (
+    records: Decoded<MessageShape<Desc>>[],
+    batch: { topic: string; partition: number },
+  ) => Promise<void | Rejection<MessageShape<Desc>>[]>;
   /** Producer used for dead letters. */
   producer: Producer;
   logger: Logger;
@@ -208,6 +223,7 @@ export class ProtoConsumer<Desc extends DescMessage> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
     const good: Decoded<MessageShape<Desc>>[] = [];
     const dead: { m: KafkaMessage; reason: string }[] = [];
+    const byOffset = new Map(batch.messages.map((m) => [m.offset, m]));
     for (const m of batch.messages) {
       try {
         const d = decodeRecord(this.o.schemas, batch.partition, m);
@@ -215,12 +231,24 @@ export class ProtoConsumer<Desc extends DescMessage> {
         if (reason) dead.push({ m, reason });
         else good.push(d);
       } catch (e) {
-        if (e instanceof RecordRejected) dead.push({ m, reason: e.reason });
-        else throw e;
+        // A validator that throws on a record is that record's problem, not the partition's.
+        dead.push({ m, reason: e instanceof RecordRejected ? e.reason : `validation failed: ${(e as Error).message}` });
+      }
+    }
+    if (good.length > 0) {
+      // A long batch must not cost the group membership: heartbeat while it runs.
+      const beat = setInterval(() => heartbeat().catch(() => {}), 3_000);
+      try {
+        const rejected = await this.o.handle(good, { topic: batch.topic, partition: batch.partition });
+        for (const r of rejected ?? []) {
+          const m = byOffset.get(r.record.offset);
+          if (m) dead.push({ m, reason: r.reason });
+        }
+      } finally {
+        clearInterval(beat);
       }
     }
     if (dead.length > 0) await this.deadLetter(batch.topic, batch.partition, dead);
-    if (good.length > 0) await this.o.handle(good, { topic: batch.topic, partition: batch.partition });
     const last = batch.lastOffset();
     resolveOffset(last);
     const next = (BigInt(last) + 1n).toString();

@@ -3,9 +3,10 @@ import { type Logger, type LoggerOptions, pino } from "pino";
 export type { Logger } from "pino";
 
 /**
- * Field names that carry personal data. Whatever object is logged, these keys are replaced by
- * "[redacted]" at the top level and one or two levels down, so a careless `log.info({ customer })`
- * does not write a phone number to stdout.
+ * Field names that carry personal data (template `variables` hold names and numbers too). Whatever
+ * object is logged, these keys are replaced by "[redacted]" at the top level and up to three
+ * levels down, so a careless `log.info({ customer })` does not write a phone number to stdout.
+ * This is a safety net: code logs ids, never personal values.
  */
 export const PERSONAL_FIELDS = [
   "name",
@@ -27,13 +28,17 @@ export const PERSONAL_FIELDS = [
   "birth_date",
   "dateOfBirth",
   "address",
+  "to",
+  "recipient",
+  "recipients",
+  "variables",
   "password",
   "token",
   "authorization",
 ] as const;
 
 export function redactPaths(fields: readonly string[] = PERSONAL_FIELDS): string[] {
-  return fields.flatMap((f) => [f, `*.${f}`, `*.*.${f}`]);
+  return fields.flatMap((f) => [f, `*.${f}`, `*.*.${f}`, `*.*.*.${f}`]);
 }
 
 export interface LoggerSettings {

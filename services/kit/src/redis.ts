@@ -1,9 +1,10 @@
 import { Redis } from "ioredis";
+import { redactUrl } from "./config.js";
 import type { Logger } from "./logger.js";
 
 /**
- * An ioredis client that fails calls fast while disconnected (rather than queueing them without
- * bound) and logs connection trouble once per state change.
+ * An ioredis client that queues commands while it reconnects but fails each after 3 reconnection
+ * attempts (rather than waiting without bound), and logs connection trouble once per state change.
  */
 export function createRedis(url: string, logger: Logger, name: string): Redis {
   const log = logger.child({ component: "redis" });
@@ -30,7 +31,10 @@ export function createRedis(url: string, logger: Logger, name: string): Redis {
 export async function redisReady(redis: Redis, url: string, timeoutMs = 10_000): Promise<void> {
   if (redis.status === "ready") return;
   await new Promise<void>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`redis at ${url} not reachable within ${timeoutMs} ms`)), timeoutMs);
+    const t = setTimeout(
+      () => reject(new Error(`redis at ${redactUrl(url)} not reachable within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
     redis.once("ready", () => {
       clearTimeout(t);
       resolve();

@@ -19,7 +19,8 @@ export const commonSpec = {
     type: "url",
     protocols: ["redis", "rediss"],
     default: "redis://127.0.0.1:6379",
-    description: "Redis URL.",
+    description: "Redis URL (may carry a password).",
+    secret: true,
   },
   DATABASE_URL: {
     type: "url",

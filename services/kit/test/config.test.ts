@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ConfigError, defineConfig, loadConfig } from "../src/config.js";
+import { ConfigError, defineConfig, loadConfig, redactUrl } from "../src/config.js";
 import { commonSpec } from "../src/settings.js";
 
 const spec = defineConfig({
@@ -31,6 +31,20 @@ describe("configuration from the environment", () => {
     assert.equal(c.X_MODE, "batch");
     assert.deepEqual(c.KAFKA_BROKERS, ["a:1", "b:2"]);
     assert.equal(c.DRAIN_TIMEOUT_MS, 0);
+  });
+
+  it("never echoes a secret that fails to parse", () => {
+    assert.throws(
+      () => loadConfig(spec, { X_KEY: "k", REDIS_URL: "redis://:pw-secret@[bad:6379", DATABASE_URL: "postgres//u:db-pass@h" }),
+      (e: unknown) => {
+        assert.ok(e instanceof ConfigError);
+        assert.match(e.message, /REDIS_URL must be a URL \(got \(hidden\)\)/);
+        assert.match(e.message, /DATABASE_URL must be a URL \(got \(hidden\)\)/);
+        assert.doesNotMatch(e.message, /pw-secret|db-pass/);
+        return true;
+      },
+    );
+    assert.equal(redactUrl("redis://user:pw-secret@h:6379/1"), "redis://***:***@h:6379/1");
   });
 
   it("names every problem at once and never echoes a secret", () => {

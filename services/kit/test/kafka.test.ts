@@ -210,3 +210,63 @@ describe("Protobuf records on the real broker", () => {
     assert.deepEqual(first.map((d) => d.key).sort(), [...lines].sort());
   });
 });
+
+describe("failures inside the consumer", () => {
+  it("holds the offset while the handler fails, then redelivers; rejected records and throwing validators are dead-lettered", async () => {
+    const topic = await createTopic(1);
+    const groupId = unique("kit-test-group");
+    const line = unique("line");
+    await producer.send({
+      topic,
+      messages: [1, 2, 3, 4].map((seq) =>
+        encodeRecord(UsageEventSchema, event(line, seq, BigInt(seq * 10)), { key: line }),
+      ),
+    });
+
+    let attempts = 0;
+    const handled: string[] = [];
+    const consumer = new ProtoConsumer({
+      kafka,
+      groupId,
+      topic,
+      schemas: [UsageEventSchema],
+      fromBeginning: true,
+      producer,
+      logger,
+      validate: (v) => {
+        if (v.seq === 2n) throw new Error("validator bug on seq 2");
+        return undefined;
+      },
+      handle: async (records) => {
+        attempts++;
+        if (attempts === 1) {
+          // A transient failure (say Redis restarting): nothing may be committed.
+          const [offsets] = await admin.fetchOffsets({ groupId, topics: [topic] });
+          assert.equal(offsets?.partitions[0]?.offset, "-1");
+          throw new Error("datastore unavailable");
+        }
+        handled.push(...records.map((r) => r.offset));
+        return records.filter((r) => r.value.seq === 3n).map((record) => ({ record, reason: "unknown line" }));
+      },
+    });
+    await consumer.start();
+    await eventually(async () => (handled.length >= 3 ? true : undefined), 60_000, "redelivery after the failure");
+    await eventually(
+      async () => {
+        const [o] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        return o?.partitions[0]?.offset === "4" ? true : undefined;
+      },
+      10_000,
+      "commit after the successful retry",
+    );
+    await consumer.stop();
+    assert.ok(attempts >= 2, "the failed batch was delivered again");
+    assert.deepEqual(handled, ["0", "2", "3"], "every good record handled after the retry");
+
+    const dead = await readAll(dlqTopic(topic), 2);
+    const reasons = Object.fromEntries(
+      dead.map((m) => [headerString(m.headers, DLQ.sourceOffset), headerString(m.headers, DLQ.reason)]),
+    );
+    assert.deepEqual(reasons, { "1": "validation failed: validator bug on seq 2", "2": "unknown line" });
+  });
+});
