@@ -116,6 +116,7 @@ async function main() {
   for (const u of units) startUnit(u);
   const up = await Promise.all(units.map((u) => waitServing(u)));
   const buf = "node_modules/.bin/buf";
+  const example = units.find((u) => u.name === "domain") ?? units[0];
   const lines = [
     "",
     "Message platform is up:",
@@ -126,8 +127,8 @@ async function main() {
     "  kafka    127.0.0.1:9092      redis 127.0.0.1:6379      postgres 127.0.0.1:5432/telco      influxdb http://127.0.0.1:8086",
     "",
     "Try:",
-    `  ${buf} curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:50053 --list-methods`,
-    `  ${buf} curl --http2-prior-knowledge -d '{}' http://127.0.0.1:50053/telco.domain.v1.CatalogService/ListPlans`,
+    `  ${buf} curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:${example.port} --list-methods`,
+    `  ${buf} curl --protocol grpc --http2-prior-knowledge -d '{"service":""}' http://127.0.0.1:${example.port}/grpc.health.v1.Health/Check`,
     "",
     "Ctrl-C drains and stops the units; `npm run infra:down` stops Kafka and InfluxDB.",
     "",
@@ -159,6 +160,7 @@ process.on("exit", () => {
 main().catch((e) => {
   console.error(`npm start: ${e.message}`);
   stopping = true;
+  const pending = [...children.values()].map((c) => new Promise((r) => c.once("exit", r)));
   for (const c of children.values()) c.kill("SIGTERM");
-  process.exit(1);
+  Promise.all(pending).then(() => process.exit(1));
 });

@@ -35,7 +35,12 @@ describe("configuration from the environment", () => {
 
   it("never echoes a secret that fails to parse", () => {
     assert.throws(
-      () => loadConfig(spec, { X_KEY: "k", REDIS_URL: "redis://:pw-secret@[bad:6379", DATABASE_URL: "postgres//u:db-pass@h" }),
+      () =>
+        loadConfig(spec, {
+          X_KEY: "k",
+          REDIS_URL: "redis://:pw-secret@[bad:6379",
+          DATABASE_URL: "postgres//u:db-pass@h",
+        }),
       (e: unknown) => {
         assert.ok(e instanceof ConfigError);
         assert.match(e.message, /REDIS_URL must be a URL \(got \(hidden\)\)/);
