@@ -167,10 +167,10 @@ export interface ProtoConsumerOptions<Desc extends DescMessage> {
    * (e.g. an unknown line) it returns with a reason: they are dead-lettered before the commit.
    * Throwing (a transient failure: a datastore down) commits nothing; the batch is retried.
    */
-  // biome-ignore lint/suspicious/noConfusingVoidType: handlers that reject nothing just return
   handle: (
     records: Decoded<MessageShape<Desc>>[],
     batch: { topic: string; partition: number },
+    // biome-ignore lint/suspicious/noConfusingVoidType: a handler that rejects nothing just returns
   ) => Promise<void | Rejection<MessageShape<Desc>>[]>;
   /** Producer used for dead letters. */
   producer: Producer;
