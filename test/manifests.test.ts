@@ -63,6 +63,12 @@ const find = (kind: string, namespace: string | undefined, name: string) =>
   OBJECTS.find((d) => d.obj.kind === kind && d.obj.metadata?.namespace === namespace && d.obj.metadata?.name === name);
 const where = (d: Doc) => `${d.file}: ${d.obj.kind} ${d.obj.metadata?.namespace ?? ""}/${d.obj.metadata?.name}`;
 
+/** Each secret setting, and how a unit's main.ts shows that it uses it. */
+const SECRET_USE: Record<string, RegExp> = {
+  DATABASE_URL: /\b(createKnex|postgresFor)\(/,
+  REDIS_URL: /\bcreateRedis\(/,
+};
+
 const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
 
 const selects = (selector: Obj | undefined, labels: Obj | undefined) =>
@@ -150,7 +156,10 @@ function dockerfile(unit: string): Dockerfile {
 interface Tiltfile {
   text: string;
   units: Map<string, number>;
-  databaseUnits: string[];
+  /** SECRET_KEYS: unit → the keys of its telco-<unit>-secrets Secret (units with no keys left out). */
+  secretKeys: Map<string, string[]>;
+  /** SECRET_VALUES: key → the environment variable its value is read from. */
+  secretEnv: Map<string, string>;
   /** Literal paths after expanding {unit} for every unit. */
   dockerfiles: string[];
   only: string[];
@@ -165,9 +174,16 @@ function tiltfile(): Tiltfile {
   const units = new Map<string, number>();
   const unitsBlock = /\bUNITS\s*=\s*\{([^}]*)\}/.exec(text)?.[1] ?? "";
   for (const m of unitsBlock.matchAll(/'([\w-]+)'\s*:\s*(\d+)/g)) units.set(m[1] as string, Number(m[2]));
-  const databaseUnits = [...(/\bDATABASE_UNITS\s*=\s*\[([^\]]*)\]/.exec(text)?.[1] ?? "").matchAll(/'([\w-]+)'/g)].map(
-    (m) => m[1] as string,
-  );
+  const secretKeys = new Map<string, string[]>();
+  const secretKeysBlock = /\bSECRET_KEYS\s*=\s*\{([^}]*)\}/.exec(text)?.[1] ?? "";
+  for (const m of secretKeysBlock.matchAll(/'([\w-]+)'\s*:\s*\[([^\]]*)\]/g)) {
+    const keys = [...(m[2] as string).matchAll(/'([\w-]+)'/g)].map((k) => k[1] as string);
+    if (keys.length > 0) secretKeys.set(m[1] as string, keys);
+  }
+  const secretEnv = new Map<string, string>();
+  const secretValuesBlock = /\bSECRET_VALUES\s*=\s*\{([\s\S]*?)\n\}/.exec(text)?.[1] ?? "";
+  for (const m of secretValuesBlock.matchAll(/'([\w-]+)'\s*:\s*os\.getenv\(\s*'([\w-]+)'/g))
+    secretEnv.set(m[1] as string, m[2] as string);
   const strings = (s: string) => [...s.matchAll(/'([^']*)'/g)].map((m) => m[1] as string);
   const expand = (s: string) => (s.includes("{unit}") ? [...units.keys()].map((u) => s.replaceAll("{unit}", u)) : [s]);
   const all = (re: RegExp) => [...text.matchAll(re)].flatMap((m) => strings(m[1] as string)).flatMap(expand);
@@ -180,17 +196,18 @@ function tiltfile(): Tiltfile {
   return {
     text,
     units,
-    databaseUnits,
+    secretKeys,
+    secretEnv,
     dockerfiles: all(/\bdockerfile\s*=\s*('[^']*')/g),
     only: all(/\bonly\s*=\s*\[([^\]]*)\]/g),
     syncs,
     kustomizeDirs: all(/\bkustomize\(\s*('[^']*')/g),
     deps: all(/\bdeps\s*=\s*\[([^\]]*)\]/g),
-    // objects.append(…) sits under `if unit in DATABASE_UNITS`: those selectors expand over them only.
+    // objects.append(…) sits under `if SECRET_KEYS.get(unit)`: those selectors expand over those units only.
     objectSelectors: all(/\bobjects\s*=\s*\[([^\]]*)\]/g).concat(
       [...text.matchAll(/objects\.append\(\s*('[^']*')/g)]
         .flatMap((m) => strings(m[1] as string))
-        .flatMap((s) => databaseUnits.map((u) => s.replaceAll("{unit}", u))),
+        .flatMap((s) => [...secretKeys.keys()].map((u) => s.replaceAll("{unit}", u))),
     ),
   };
 }
@@ -319,21 +336,31 @@ test("every Deployment: grpc port behind a Service, grpc probes, locked-down con
       assert.ok(key in configSpec, `${where(cm)}: ${key} is not a setting of the ${unit} unit`);
       assert.ok(!configSpec[key]?.secret, `${where(cm)}: ${key} is a secret and belongs in a Secret`);
     }
-    const config = readConfig({ ...data, DATABASE_URL: "postgres://u@db:5432/telco" });
+    const config = readConfig({ ...data, DATABASE_URL: "postgres://u@db:5432/telco", REDIS_URL: "redis://r:6379" });
     assert.equal(config[`${unit.toUpperCase()}_PORT`], port, `${where(cm)}: ${unit.toUpperCase()}_PORT`);
     assert.equal(config.BIND_HOST, "0.0.0.0", `${where(cm)}: BIND_HOST must be 0.0.0.0 in a cluster`);
 
-    // DATABASE_URL from the unit's Secret exactly when the unit uses PostgreSQL.
-    const usesPostgres = /\b(createKnex|postgresFor)\(/.test(read(`services/${unit}/src/main.ts`));
-    const dbEnv = (c.env ?? []).find((e: Obj) => e.name === "DATABASE_URL");
-    if (usesPostgres) {
-      assert.deepEqual(
-        dbEnv?.valueFrom?.secretKeyRef,
-        { name: `telco-${unit}-secrets`, key: "DATABASE_URL" },
-        `${where(d)}: DATABASE_URL from Secret telco-${unit}-secrets`,
-      );
-    } else {
-      assert.equal(dbEnv, undefined, `${where(d)}: the ${unit} unit does not use PostgreSQL`);
+    // Every secret setting from the unit's Secret, under the same key, exactly when the unit uses it.
+    const main = read(`services/${unit}/src/main.ts`);
+    assert.ok(
+      !(c.envFrom ?? []).some((e: Obj) => e.secretRef),
+      `${where(d)}: envFrom a Secret would hand the unit every key of it; name each secret in env`,
+    );
+    for (const [key, setting] of Object.entries(configSpec)) {
+      if (!setting.secret) continue;
+      const use = SECRET_USE[key];
+      assert.ok(use, `test: no rule tells whether a unit uses the secret setting ${key} (add it to SECRET_USE)`);
+      const envs = (c.env ?? []).filter((e: Obj) => e.name === key);
+      assert.ok(envs.length <= 1, `${where(d)}: ${key} is set ${envs.length} times`);
+      if (use.test(main)) {
+        assert.deepEqual(
+          envs[0]?.valueFrom?.secretKeyRef,
+          { name: `telco-${unit}-secrets`, key },
+          `${where(d)}: ${key} from Secret telco-${unit}-secrets, key ${key}`,
+        );
+      } else {
+        assert.equal(envs[0], undefined, `${where(d)}: the ${unit} unit does not use ${key} (${use}): no ${key}`);
+      }
     }
     for (const e of c.env ?? []) {
       assert.ok(
@@ -550,12 +577,38 @@ test("the Tiltfile references only paths that exist, and agrees with the Dockerf
   }
   assert.match(tf.text, /k8s_resource\([\s\S]*resource_deps\s*=\s*\['gen'\]/, "Tiltfile: units depend on gen");
 
-  // Secrets the Deployments reference are made by the Tiltfile for the local cluster.
-  const secretUnits = ofKind("Deployment")
-    .filter((d) => (d.obj.spec.template.spec.containers[0].env ?? []).some((e: Obj) => e.valueFrom?.secretKeyRef))
-    .map((d) => d.obj.metadata.namespace as string)
-    .sort();
-  assert.deepEqual([...tf.databaseUnits].sort(), secretUnits, "Tiltfile: DATABASE_UNITS = the units with a Secret");
+  // Secrets the Deployments reference are made by the Tiltfile for the local cluster: each unit's
+  // Secret holds exactly the keys its Deployment takes from it, and no other unit gets one.
+  const referenced = new Map<string, string[]>();
+  for (const d of ofKind("Deployment")) {
+    const unit = d.obj.metadata.namespace as string;
+    for (const e of d.obj.spec.template.spec.containers[0].env ?? []) {
+      const ref = e.valueFrom?.secretKeyRef;
+      if (!ref) continue;
+      assert.equal(
+        ref.name,
+        `telco-${unit}-secrets`,
+        `${where(d)}: ${e.name} from a Secret the Tiltfile does not make`,
+      );
+      referenced.set(unit, [...(referenced.get(unit) ?? []), ref.key as string]);
+    }
+  }
+  const sortedEntries = (m: Map<string, string[]>) =>
+    [...m.entries()].map(([u, keys]) => [u, [...keys].sort()] as const).sort(([a], [b]) => a.localeCompare(b));
+  assert.ok(tf.secretKeys.size > 0, "Tiltfile: no SECRET_KEYS found");
+  assert.deepEqual(
+    sortedEntries(tf.secretKeys),
+    sortedEntries(referenced),
+    "Tiltfile: SECRET_KEYS = the units with a Secret and the keys their Deployments take from it",
+  );
+  for (const key of new Set([...tf.secretKeys.values()].flat())) {
+    assert.equal(
+      tf.secretEnv.get(key),
+      `TELCO_CLUSTER_${key}`,
+      `Tiltfile: SECRET_VALUES['${key}'] must be os.getenv('TELCO_CLUSTER_${key}', …)`,
+    );
+  }
+  const secretUnits = [...referenced.keys()].sort();
 
   // Every k8s_resource object selector names exactly one object of the local deployment.
   const names = [

@@ -137,6 +137,20 @@ describe("domain unit", () => {
     }
   });
 
+  it("lists value-added services and discounts in the order billing applies them", async () => {
+    const client = createClient(CatalogService, createGrpcTransport({ baseUrl: units.at.domain.url }));
+    const { vas } = await client.listVas({});
+    assert.ok(vas.some((v) => v.vasId === "RINGBACK" && v.monthlyFee?.amountMinor === 990n));
+    const { discounts } = await client.listDiscounts({});
+    const orders = discounts.map((d) => d.applyOrder);
+    assert.deepEqual(
+      orders,
+      [...orders].sort((a, b) => a - b),
+    );
+    const contract = discounts.find((d) => d.discountId === "CONTRACT-25");
+    assert.equal(contract?.percentBp, 2500);
+  });
+
   it("rejects bad arguments by field and unknown plans with NOT_FOUND", async () => {
     const client = createClient(CatalogService, createGrpcTransport({ baseUrl: units.at.domain.url }));
     const e1 = await rejects(client.listPlans({ pageSize: 10_000, pageToken: "!!not-a-token" }), Code.InvalidArgument);

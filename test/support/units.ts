@@ -4,7 +4,7 @@ import { migrateAll } from "../../scripts/migrate.js";
 import { createServer as createBatchServer } from "../../services/batch/src/server.js";
 import { JobRepository } from "../../services/batch/src/store/job-repository.js";
 import { createServer as createDomainServer } from "../../services/domain/src/server.js";
-import { CatalogStore } from "../../services/domain/src/store/catalog-store.js";
+import { CatalogStore, ExtrasStore } from "../../services/domain/src/store/catalog-store.js";
 import { createKnex } from "../../services/kit/src/postgres.js";
 import { createRedis, redisReady } from "../../services/kit/src/redis.js";
 import type { Listening, RpcServer } from "../../services/kit/src/server.js";
@@ -38,7 +38,10 @@ export async function startUnits(): Promise<RunningUnits> {
   const servers: Record<UnitName, RpcServer> = {
     usage: createUsageServer({ store: new LineUsageStore(redis) }, settings("usage")),
     message: createMessageServer({ templates: new TemplateStore(knex.message) }, settings("message")),
-    domain: createDomainServer({ catalog: new CatalogStore(knex.domain) }, settings("domain")),
+    domain: createDomainServer(
+      { catalog: new CatalogStore(knex.domain), extras: new ExtrasStore(knex.domain) },
+      settings("domain"),
+    ),
     batch: createBatchServer({ jobs: new JobRepository(knex.billing) }, settings("batch")),
   };
   const at = {} as Record<UnitName, Listening>;

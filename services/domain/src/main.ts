@@ -1,7 +1,7 @@
 import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js";
 import { readConfig } from "./config.js";
 import { createServer } from "./server.js";
-import { CatalogStore } from "./store/catalog-store.js";
+import { CatalogStore, ExtrasStore } from "./store/catalog-store.js";
 
 await runUnit({
   unit: "domain",
@@ -10,6 +10,9 @@ await runUnit({
   build: async (ctx) => {
     const { config, logger } = ctx;
     const knex = await postgresFor(ctx, "domain", config.DOMAIN_DB_POOL_MAX);
-    return createServer({ catalog: new CatalogStore(knex) }, serverSettings(config, logger));
+    return createServer(
+      { catalog: new CatalogStore(knex), extras: new ExtrasStore(knex) },
+      serverSettings(config, logger),
+    );
   },
 });

@@ -2,8 +2,8 @@
 // @generated from file telco/domain/v1/catalog.proto (package telco.domain.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import type { Money } from "../../common/v1/money_pb.js";
 import { file_telco_common_v1_money } from "../../common/v1/money_pb.js";
 import type { Message } from "@bufbuild/protobuf";
@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telco/domain/v1/catalog.proto.
  */
 export const file_telco_domain_v1_catalog: GenFile = /*@__PURE__*/
-  fileDesc("Ch10ZWxjby9kb21haW4vdjEvY2F0YWxvZy5wcm90bxIPdGVsY28uZG9tYWluLnYxInoKC092ZXJhZ2VSdWxlEhIKCnVuaXRfYnl0ZXMYASABKAQSKgoKdW5pdF9wcmljZRgCIAEoCzIWLnRlbGNvLmNvbW1vbi52MS5Nb25leRIrCgttb250aGx5X2NhcBgDIAEoCzIWLnRlbGNvLmNvbW1vbi52MS5Nb25leSKmAQoEUGxhbhIPCgdwbGFuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSKwoLbW9udGhseV9mZWUYAyABKAsyFi50ZWxjby5jb21tb24udjEuTW9uZXkSEwoLcXVvdGFfYnl0ZXMYBCABKAQSLQoHb3ZlcmFnZRgFIAEoCzIcLnRlbGNvLmRvbWFpbi52MS5PdmVyYWdlUnVsZRIOCgZhY3RpdmUYBiABKAgiUwoQTGlzdFBsYW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIYChBpbmNsdWRlX2luYWN0aXZlGAMgASgIIlIKEUxpc3RQbGFuc1Jlc3BvbnNlEiQKBXBsYW5zGAEgAygLMhUudGVsY28uZG9tYWluLnYxLlBsYW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiEKDkdldFBsYW5SZXF1ZXN0Eg8KB3BsYW5faWQYASABKAkiNgoPR2V0UGxhblJlc3BvbnNlEiMKBHBsYW4YASABKAsyFS50ZWxjby5kb21haW4udjEuUGxhbjK8AQoOQ2F0YWxvZ1NlcnZpY2USVwoJTGlzdFBsYW5zEiEudGVsY28uZG9tYWluLnYxLkxpc3RQbGFuc1JlcXVlc3QaIi50ZWxjby5kb21haW4udjEuTGlzdFBsYW5zUmVzcG9uc2UiA5ACARJRCgdHZXRQbGFuEh8udGVsY28uZG9tYWluLnYxLkdldFBsYW5SZXF1ZXN0GiAudGVsY28uZG9tYWluLnYxLkdldFBsYW5SZXNwb25zZSIDkAIBYgZwcm90bzM", [file_telco_common_v1_money]);
+  fileDesc("Ch10ZWxjby9kb21haW4vdjEvY2F0YWxvZy5wcm90bxIPdGVsY28uZG9tYWluLnYxInoKC092ZXJhZ2VSdWxlEhIKCnVuaXRfYnl0ZXMYASABKAQSKgoKdW5pdF9wcmljZRgCIAEoCzIWLnRlbGNvLmNvbW1vbi52MS5Nb25leRIrCgttb250aGx5X2NhcBgDIAEoCzIWLnRlbGNvLmNvbW1vbi52MS5Nb25leSKmAQoEUGxhbhIPCgdwbGFuX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSKwoLbW9udGhseV9mZWUYAyABKAsyFi50ZWxjby5jb21tb24udjEuTW9uZXkSEwoLcXVvdGFfYnl0ZXMYBCABKAQSLQoHb3ZlcmFnZRgFIAEoCzIcLnRlbGNvLmRvbWFpbi52MS5PdmVyYWdlUnVsZRIOCgZhY3RpdmUYBiABKAgiUwoQTGlzdFBsYW5zUmVxdWVzdBIRCglwYWdlX3NpemUYASABKAUSEgoKcGFnZV90b2tlbhgCIAEoCRIYChBpbmNsdWRlX2luYWN0aXZlGAMgASgIIlIKEUxpc3RQbGFuc1Jlc3BvbnNlEiQKBXBsYW5zGAEgAygLMhUudGVsY28uZG9tYWluLnYxLlBsYW4SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIiEKDkdldFBsYW5SZXF1ZXN0Eg8KB3BsYW5faWQYASABKAkiNgoPR2V0UGxhblJlc3BvbnNlEiMKBHBsYW4YASABKAsyFS50ZWxjby5kb21haW4udjEuUGxhbiJgCgNWYXMSDgoGdmFzX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSKwoLbW9udGhseV9mZWUYAyABKAsyFi50ZWxjby5jb21tb24udjEuTW9uZXkSDgoGYWN0aXZlGAQgASgIIuwBCghEaXNjb3VudBITCgtkaXNjb3VudF9pZBgBIAEoCRIMCgRuYW1lGAIgASgJEisKBGtpbmQYAyABKA4yHS50ZWxjby5kb21haW4udjEuRGlzY291bnRLaW5kEhIKCnBlcmNlbnRfYnAYBCABKA0SJgoGYW1vdW50GAUgASgLMhYudGVsY28uY29tbW9uLnYxLk1vbmV5Ei8KBnRhcmdldBgGIAEoDjIfLnRlbGNvLmRvbWFpbi52MS5EaXNjb3VudFRhcmdldBITCgthcHBseV9vcmRlchgHIAEoDRIOCgZhY3RpdmUYCCABKAgiKgoOTGlzdFZhc1JlcXVlc3QSGAoQaW5jbHVkZV9pbmFjdGl2ZRgBIAEoCCI0Cg9MaXN0VmFzUmVzcG9uc2USIQoDdmFzGAEgAygLMhQudGVsY28uZG9tYWluLnYxLlZhcyIwChRMaXN0RGlzY291bnRzUmVxdWVzdBIYChBpbmNsdWRlX2luYWN0aXZlGAEgASgIIkUKFUxpc3REaXNjb3VudHNSZXNwb25zZRIsCglkaXNjb3VudHMYASADKAsyGS50ZWxjby5kb21haW4udjEuRGlzY291bnQqYQoMRGlzY291bnRLaW5kEh0KGURJU0NPVU5UX0tJTkRfVU5TUEVDSUZJRUQQABIZChVESVNDT1VOVF9LSU5EX1BFUkNFTlQQARIXChNESVNDT1VOVF9LSU5EX0ZJWEVEEAIqbQoORGlzY291bnRUYXJnZXQSHwobRElTQ09VTlRfVEFSR0VUX1VOU1BFQ0lGSUVEEAASHAoYRElTQ09VTlRfVEFSR0VUX1BMQU5fRkVFEAESHAoYRElTQ09VTlRfVEFSR0VUX0FMTF9GRUVTEAIy9AIKDkNhdGFsb2dTZXJ2aWNlElcKCUxpc3RQbGFucxIhLnRlbGNvLmRvbWFpbi52MS5MaXN0UGxhbnNSZXF1ZXN0GiIudGVsY28uZG9tYWluLnYxLkxpc3RQbGFuc1Jlc3BvbnNlIgOQAgESUQoHR2V0UGxhbhIfLnRlbGNvLmRvbWFpbi52MS5HZXRQbGFuUmVxdWVzdBogLnRlbGNvLmRvbWFpbi52MS5HZXRQbGFuUmVzcG9uc2UiA5ACARJRCgdMaXN0VmFzEh8udGVsY28uZG9tYWluLnYxLkxpc3RWYXNSZXF1ZXN0GiAudGVsY28uZG9tYWluLnYxLkxpc3RWYXNSZXNwb25zZSIDkAIBEmMKDUxpc3REaXNjb3VudHMSJS50ZWxjby5kb21haW4udjEuTGlzdERpc2NvdW50c1JlcXVlc3QaJi50ZWxjby5kb21haW4udjEuTGlzdERpc2NvdW50c1Jlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_telco_common_v1_money]);
 
 /**
  * How usage above the quota is charged.
@@ -189,6 +189,232 @@ export const GetPlanResponseSchema: GenMessage<GetPlanResponse> = /*@__PURE__*/
   messageDesc(file_telco_domain_v1_catalog, 5);
 
 /**
+ * A value-added service (e.g. caller ring-back tone, data roaming pass).
+ *
+ * @generated from message telco.domain.v1.Vas
+ */
+export type Vas = Message<"telco.domain.v1.Vas"> & {
+  /**
+   * @generated from field: string vas_id = 1;
+   */
+  vasId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: telco.common.v1.Money monthly_fee = 3;
+   */
+  monthlyFee?: Money | undefined;
+
+  /**
+   * @generated from field: bool active = 4;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message telco.domain.v1.Vas.
+ * Use `create(VasSchema)` to create a new message.
+ */
+export const VasSchema: GenMessage<Vas> = /*@__PURE__*/
+  messageDesc(file_telco_domain_v1_catalog, 6);
+
+/**
+ * A discount the carrier grants (e.g. a contract discount of 25 %, a family bundle of 5,500 won).
+ *
+ * @generated from message telco.domain.v1.Discount
+ */
+export type Discount = Message<"telco.domain.v1.Discount"> & {
+  /**
+   * @generated from field: string discount_id = 1;
+   */
+  discountId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: telco.domain.v1.DiscountKind kind = 3;
+   */
+  kind: DiscountKind;
+
+  /**
+   * For PERCENT: basis points, 1..10000.
+   *
+   * @generated from field: uint32 percent_bp = 4;
+   */
+  percentBp: number;
+
+  /**
+   * For FIXED: the amount per month.
+   *
+   * @generated from field: telco.common.v1.Money amount = 5;
+   */
+  amount?: Money | undefined;
+
+  /**
+   * @generated from field: telco.domain.v1.DiscountTarget target = 6;
+   */
+  target: DiscountTarget;
+
+  /**
+   * Billing applies discounts in ascending order of this number.
+   *
+   * @generated from field: uint32 apply_order = 7;
+   */
+  applyOrder: number;
+
+  /**
+   * @generated from field: bool active = 8;
+   */
+  active: boolean;
+};
+
+/**
+ * Describes the message telco.domain.v1.Discount.
+ * Use `create(DiscountSchema)` to create a new message.
+ */
+export const DiscountSchema: GenMessage<Discount> = /*@__PURE__*/
+  messageDesc(file_telco_domain_v1_catalog, 7);
+
+/**
+ * @generated from message telco.domain.v1.ListVasRequest
+ */
+export type ListVasRequest = Message<"telco.domain.v1.ListVasRequest"> & {
+  /**
+   * @generated from field: bool include_inactive = 1;
+   */
+  includeInactive: boolean;
+};
+
+/**
+ * Describes the message telco.domain.v1.ListVasRequest.
+ * Use `create(ListVasRequestSchema)` to create a new message.
+ */
+export const ListVasRequestSchema: GenMessage<ListVasRequest> = /*@__PURE__*/
+  messageDesc(file_telco_domain_v1_catalog, 8);
+
+/**
+ * @generated from message telco.domain.v1.ListVasResponse
+ */
+export type ListVasResponse = Message<"telco.domain.v1.ListVasResponse"> & {
+  /**
+   * @generated from field: repeated telco.domain.v1.Vas vas = 1;
+   */
+  vas: Vas[];
+};
+
+/**
+ * Describes the message telco.domain.v1.ListVasResponse.
+ * Use `create(ListVasResponseSchema)` to create a new message.
+ */
+export const ListVasResponseSchema: GenMessage<ListVasResponse> = /*@__PURE__*/
+  messageDesc(file_telco_domain_v1_catalog, 9);
+
+/**
+ * @generated from message telco.domain.v1.ListDiscountsRequest
+ */
+export type ListDiscountsRequest = Message<"telco.domain.v1.ListDiscountsRequest"> & {
+  /**
+   * @generated from field: bool include_inactive = 1;
+   */
+  includeInactive: boolean;
+};
+
+/**
+ * Describes the message telco.domain.v1.ListDiscountsRequest.
+ * Use `create(ListDiscountsRequestSchema)` to create a new message.
+ */
+export const ListDiscountsRequestSchema: GenMessage<ListDiscountsRequest> = /*@__PURE__*/
+  messageDesc(file_telco_domain_v1_catalog, 10);
+
+/**
+ * @generated from message telco.domain.v1.ListDiscountsResponse
+ */
+export type ListDiscountsResponse = Message<"telco.domain.v1.ListDiscountsResponse"> & {
+  /**
+   * @generated from field: repeated telco.domain.v1.Discount discounts = 1;
+   */
+  discounts: Discount[];
+};
+
+/**
+ * Describes the message telco.domain.v1.ListDiscountsResponse.
+ * Use `create(ListDiscountsResponseSchema)` to create a new message.
+ */
+export const ListDiscountsResponseSchema: GenMessage<ListDiscountsResponse> = /*@__PURE__*/
+  messageDesc(file_telco_domain_v1_catalog, 11);
+
+/**
+ * How a discount reduces the bill.
+ *
+ * @generated from enum telco.domain.v1.DiscountKind
+ */
+export enum DiscountKind {
+  /**
+   * @generated from enum value: DISCOUNT_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * A share of the discounted base, in basis points (2500 = 25 %).
+   *
+   * @generated from enum value: DISCOUNT_KIND_PERCENT = 1;
+   */
+  PERCENT = 1,
+
+  /**
+   * A fixed amount per month.
+   *
+   * @generated from enum value: DISCOUNT_KIND_FIXED = 2;
+   */
+  FIXED = 2,
+}
+
+/**
+ * Describes the enum telco.domain.v1.DiscountKind.
+ */
+export const DiscountKindSchema: GenEnum<DiscountKind> = /*@__PURE__*/
+  enumDesc(file_telco_domain_v1_catalog, 0);
+
+/**
+ * What a discount applies to.
+ *
+ * @generated from enum telco.domain.v1.DiscountTarget
+ */
+export enum DiscountTarget {
+  /**
+   * @generated from enum value: DISCOUNT_TARGET_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The plan's (prorated) monthly fee.
+   *
+   * @generated from enum value: DISCOUNT_TARGET_PLAN_FEE = 1;
+   */
+  PLAN_FEE = 1,
+
+  /**
+   * Plan and VAS fees.
+   *
+   * @generated from enum value: DISCOUNT_TARGET_ALL_FEES = 2;
+   */
+  ALL_FEES = 2,
+}
+
+/**
+ * Describes the enum telco.domain.v1.DiscountTarget.
+ */
+export const DiscountTargetSchema: GenEnum<DiscountTarget> = /*@__PURE__*/
+  enumDesc(file_telco_domain_v1_catalog, 1);
+
+/**
  * The catalogue of plans the carrier sells.
  *
  * @generated from service telco.domain.v1.CatalogService
@@ -213,6 +439,26 @@ export const CatalogService: GenService<{
     methodKind: "unary";
     input: typeof GetPlanRequestSchema;
     output: typeof GetPlanResponseSchema;
+  },
+  /**
+   * Value-added services, ordered by vas_id.
+   *
+   * @generated from rpc telco.domain.v1.CatalogService.ListVas
+   */
+  listVas: {
+    methodKind: "unary";
+    input: typeof ListVasRequestSchema;
+    output: typeof ListVasResponseSchema;
+  },
+  /**
+   * Discounts, in the order billing applies them.
+   *
+   * @generated from rpc telco.domain.v1.CatalogService.ListDiscounts
+   */
+  listDiscounts: {
+    methodKind: "unary";
+    input: typeof ListDiscountsRequestSchema;
+    output: typeof ListDiscountsResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_telco_domain_v1_catalog, 0);

@@ -2,15 +2,21 @@ import { create } from "@bufbuild/protobuf";
 import type { ServiceImpl } from "@connectrpc/connect";
 import {
   type CatalogService,
+  DiscountKind,
+  DiscountTarget,
   type GetPlanRequest,
   GetPlanResponseSchema,
+  type ListDiscountsRequest,
+  ListDiscountsResponseSchema,
   type ListPlansRequest,
   ListPlansResponseSchema,
+  type ListVasRequest,
+  ListVasResponseSchema,
   type Plan,
   PlanSchema,
 } from "../../../../gen/telco/domain/v1/catalog_pb.js";
 import { decodePageToken, encodePageToken, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
-import type { CatalogStore, PlanRow } from "../store/catalog-store.js";
+import type { CatalogStore, ExtrasStore, PlanRow } from "../store/catalog-store.js";
 
 const PLAN_ID_RE = /^[A-Z0-9][A-Z0-9-]{1,31}$/;
 const krw = (amount: string) => ({ currencyCode: "KRW", amountMinor: BigInt(amount) });
@@ -31,7 +37,33 @@ export function toPlan(r: PlanRow): Plan {
 }
 
 export class CatalogServiceImpl implements ServiceImpl<typeof CatalogService> {
-  constructor(private readonly store: CatalogStore) {}
+  constructor(
+    private readonly store: CatalogStore,
+    private readonly extras: ExtrasStore,
+  ) {}
+
+  async listVas(req: ListVasRequest) {
+    const rows = await this.extras.listVas(req.includeInactive);
+    return create(ListVasResponseSchema, {
+      vas: rows.map((r) => ({ vasId: r.vas_id, name: r.name, monthlyFee: krw(r.monthly_fee_krw), active: r.active })),
+    });
+  }
+
+  async listDiscounts(req: ListDiscountsRequest) {
+    const rows = await this.extras.listDiscounts(req.includeInactive);
+    return create(ListDiscountsResponseSchema, {
+      discounts: rows.map((r) => ({
+        discountId: r.discount_id,
+        name: r.name,
+        kind: r.kind === "percent" ? DiscountKind.PERCENT : DiscountKind.FIXED,
+        percentBp: r.percent_bp,
+        amount: krw(r.amount_krw),
+        target: r.target === "plan_fee" ? DiscountTarget.PLAN_FEE : DiscountTarget.ALL_FEES,
+        applyOrder: r.apply_order,
+        active: r.active,
+      })),
+    });
+  }
 
   async listPlans(req: ListPlansRequest) {
     const v = new Violations();

@@ -43,3 +43,39 @@ export class CatalogStore {
       .first();
   }
 }
+
+export interface VasRow {
+  vas_id: string;
+  name: string;
+  monthly_fee_krw: string;
+  active: boolean;
+}
+
+export interface DiscountRow {
+  discount_id: string;
+  name: string;
+  kind: "percent" | "fixed";
+  percent_bp: number;
+  amount_krw: string;
+  target: "plan_fee" | "all_fees";
+  apply_order: number;
+  active: boolean;
+}
+
+export class ExtrasStore {
+  constructor(private readonly knex: Knex) {}
+
+  async listVas(includeInactive: boolean): Promise<VasRow[]> {
+    const q = this.knex<VasRow>("vas").select("vas_id", "name", "monthly_fee_krw", "active").orderBy("vas_id");
+    if (!includeInactive) q.where("active", true);
+    return q;
+  }
+
+  async listDiscounts(includeInactive: boolean): Promise<DiscountRow[]> {
+    const q = this.knex<DiscountRow>("discounts")
+      .select("discount_id", "name", "kind", "percent_bp", "amount_krw", "target", "apply_order", "active")
+      .orderBy(["apply_order", "discount_id"]);
+    if (!includeInactive) q.where("active", true);
+    return q;
+  }
+}
