@@ -7,6 +7,7 @@
 //   npm start -- --units usage,domain
 import { spawn, spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
+import { devKeys } from "./lib/dev-keys.mjs";
 import { ensureInstalled, ROOT } from "./lib/install.mjs";
 
 const UNITS = [
@@ -55,12 +56,15 @@ function prefixLines(u, stream, out) {
 }
 
 const children = new Map();
+let keys = {};
+/** What the units get of the development keys (not the admin's password). */
+const unitEnv = () => Object.fromEntries(Object.entries(keys).filter(([k]) => k !== "DEV_ADMIN_PASSWORD"));
 let stopping = false;
 
 function startUnit(u, restarts = 0) {
   const child = spawn(process.execPath, ["--import", "tsx", `services/${u.name}/src/main.ts`], {
     cwd: ROOT,
-    env: { ...process.env, [`${u.name.toUpperCase()}_PORT`]: String(u.port) },
+    env: { ...process.env, ...unitEnv(), [`${u.name.toUpperCase()}_PORT`]: String(u.port) },
     stdio: ["ignore", "pipe", "pipe"],
     // Own process group: a terminal's Ctrl-C reaches only this supervisor, which then sends each
     // unit one SIGTERM (a second signal would make a unit skip its drain).
@@ -105,6 +109,8 @@ async function waitServing(u, timeoutMs = 60_000) {
 
 async function main() {
   ensureInstalled();
+  const { DEV_ADMIN_PASSWORD, ...unitKeys } = devKeys();
+  keys = { ...unitKeys, DEV_ADMIN_PASSWORD };
   const { infraUp } = await import("./infra/lib.mjs");
   await infraUp({});
   const migrate = spawnSync(process.execPath, ["--import", "tsx", "scripts/migrate.ts"], {
@@ -126,9 +132,12 @@ async function main() {
     ),
     "  kafka    127.0.0.1:9092      redis 127.0.0.1:6379      postgres 127.0.0.1:5432/telco      influxdb http://127.0.0.1:8086",
     "",
+    `Sign in: user "admin", password in .data/dev-keys.env (DEV_ADMIN_PASSWORD); or TOKEN=$(npm run -s token -- --role admin)`,
+    "",
     "Try:",
     `  ${buf} curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:${example.port} --list-methods`,
     `  ${buf} curl --protocol grpc --http2-prior-knowledge -d '{"service":""}' http://127.0.0.1:${example.port}/grpc.health.v1.Health/Check`,
+    `  ${buf} curl --http2-prior-knowledge -H "authorization: Bearer $TOKEN" -d '{}' http://127.0.0.1:50053/telco.domain.v1.CatalogService/ListPlans`,
     "",
     "Ctrl-C drains and stops the units; `npm run infra:down` stops Kafka and InfluxDB.",
     "",

@@ -11,8 +11,10 @@ import type { Redis } from "ioredis";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
 import { createRedis, redisReady } from "../services/kit/src/redis.js";
+import { policy } from "../services/usage/src/routes.js";
 import { createServer } from "../services/usage/src/server.js";
 import { LineUsageStore } from "../services/usage/src/store/line-usage-store.js";
+import { bearer, tokenFor, verifier } from "./support/auth.js";
 import { eventually, sleep, TEST_REDIS_URL, testLogger, unique } from "./support/env.js";
 
 /** The real store, slowed down so that a call is still in flight when the drain starts. */
@@ -30,7 +32,9 @@ class SlowStore extends LineUsageStore {
 }
 
 let redis: Redis;
+let token: string;
 before(async () => {
+  token = await tokenFor("operator");
   redis = createRedis(TEST_REDIS_URL, testLogger("test"), "test");
   await redisReady(redis, TEST_REDIS_URL);
 });
@@ -40,10 +44,10 @@ describe("graceful drain", () => {
   it("answers NOT_SERVING while draining, tells watchers, finishes calls in flight, then refuses", async () => {
     const server = createServer(
       { store: new SlowStore(redis, 800) },
-      { logger: testLogger("usage"), drainDelayMs: 500, drainTimeoutMs: 5_000 },
+      { logger: testLogger("usage"), auth: { verifier, policy }, drainDelayMs: 500, drainTimeoutMs: 5_000 },
     );
     const at = await server.listen(0);
-    const transport = createGrpcTransport({ baseUrl: at.url });
+    const transport = createGrpcTransport({ baseUrl: at.url, interceptors: [bearer(token)] });
     const health = createClient(Health, transport);
     const usage = createClient(UsageService, transport);
     const line = unique("drain");
@@ -71,22 +75,28 @@ describe("graceful drain", () => {
     await watching;
     assert.deepEqual(seen, [Status.SERVING, Status.NOT_SERVING], "watch saw the change, then ended");
 
-    const fresh = createClient(Health, createGrpcTransport({ baseUrl: at.url }));
+    const fresh = createClient(Health, createGrpcTransport({ baseUrl: at.url, interceptors: [bearer(token)] }));
     await assert.rejects(fresh.check({ service: "" }), (e) => ConnectError.from(e).code === Code.Unavailable);
   });
 
   it("serves every call sent before the drain, over HTTP/1.1 and HTTP/2 alike", async () => {
     const server = createServer(
       { store: new SlowStore(redis, 50) },
-      { logger: testLogger("usage"), drainDelayMs: 2_000, drainTimeoutMs: 5_000 },
+      { logger: testLogger("usage"), auth: { verifier, policy }, drainDelayMs: 2_000, drainTimeoutMs: 5_000 },
     );
     const at = await server.listen(0);
     const line = unique("burst");
     await redis.set(`quota:{${line}}`, "7");
     const callers = [
-      createClient(UsageService, createGrpcTransport({ baseUrl: at.url })),
-      createClient(UsageService, createConnectTransport({ baseUrl: at.url, httpVersion: "1.1" })),
-      createClient(UsageService, createConnectTransport({ baseUrl: at.url, httpVersion: "2" })),
+      createClient(UsageService, createGrpcTransport({ baseUrl: at.url, interceptors: [bearer(token)] })),
+      createClient(
+        UsageService,
+        createConnectTransport({ baseUrl: at.url, httpVersion: "1.1", interceptors: [bearer(token)] }),
+      ),
+      createClient(
+        UsageService,
+        createConnectTransport({ baseUrl: at.url, httpVersion: "2", interceptors: [bearer(token)] }),
+      ),
     ];
     const calls = Array.from({ length: 300 }, (_, i) =>
       (callers[i % callers.length] ?? assert.fail()).getLineUsage({ subscriptionId: line, month: "2026-11" }),
@@ -107,10 +117,10 @@ describe("graceful drain", () => {
   it("cancels calls still running after the drain timeout", async () => {
     const server = createServer(
       { store: new SlowStore(redis, 4_000) },
-      { logger: testLogger("usage"), drainDelayMs: 0, drainTimeoutMs: 300 },
+      { logger: testLogger("usage"), auth: { verifier, policy }, drainDelayMs: 0, drainTimeoutMs: 300 },
     );
     const at = await server.listen(0);
-    const usage = createClient(UsageService, createGrpcTransport({ baseUrl: at.url }));
+    const usage = createClient(UsageService, createGrpcTransport({ baseUrl: at.url, interceptors: [bearer(token)] }));
     const started = Date.now();
     const slow = usage.getLineUsage({ subscriptionId: unique("slow"), month: "2026-11" });
     await eventually(async () => (server.inFlight >= 1 ? true : undefined), 5_000, "call in flight");

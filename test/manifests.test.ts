@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { generateKeyPairSync } from "node:crypto";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { dirname, join, posix, relative, resolve } from "node:path";
 import { test } from "node:test";
@@ -67,6 +68,22 @@ const where = (d: Doc) => `${d.file}: ${d.obj.kind} ${d.obj.metadata?.namespace 
 const SECRET_USE: Record<string, RegExp> = {
   DATABASE_URL: /\b(createKnex|postgresFor)\(/,
   REDIS_URL: /\bcreateRedis\(/,
+  AUTH_SIGNING_KEY: /\bTokenSigner\.fromPrivateKey\(/,
+};
+
+/**
+ * A placeholder for each setting a Deployment takes from a ConfigMap or a Secret by key (their
+ * values are not in the repository), in the form the unit's config loader accepts.
+ */
+const PLACEHOLDERS: Record<string, string> = {
+  DATABASE_URL: "postgres://u@db:5432/telco",
+  REDIS_URL: "redis://r:6379",
+  AUTH_VERIFY_KEY: generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString(),
+};
+
+/** Settings that come from a ConfigMap outside the repository (made by operators; locally by the Tiltfile). */
+const SHARED_CONFIG: Record<string, { configMap: string }> = {
+  AUTH_VERIFY_KEY: { configMap: "telco-auth" },
 };
 
 const CLUSTER_SCOPED = new Set(["Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"]);
@@ -167,6 +184,58 @@ interface Tiltfile {
   kustomizeDirs: string[];
   deps: string[];
   objectSelectors: string[];
+  /** The objects made with k8s_yaml(encode_yaml({…})) in a `for unit in …` loop, one per namespace. */
+  objects: TiltObject[];
+}
+
+interface TiltObject {
+  kind: string;
+  name: string;
+  namespace: string;
+  /** data keys → the expression of the value (a literal dict only; a comprehension gives none). */
+  data: Map<string, string>;
+}
+
+/** The text from `open` (an opening bracket) to its closing bracket, skipping quoted strings. */
+function balanced(text: string, open: number): string {
+  const pairs: Record<string, string> = { "(": ")", "[": "]", "{": "}" };
+  const stack: string[] = [];
+  for (let i = open; i < text.length; i++) {
+    const ch = text[i] as string;
+    if (ch === "'" || ch === '"') {
+      const end = text.indexOf(ch, i + 1);
+      i = end < 0 ? text.length : end;
+    } else if (pairs[ch]) stack.push(pairs[ch] as string);
+    else if (ch === stack[stack.length - 1]) {
+      stack.pop();
+      if (stack.length === 0) return text.slice(open, i + 1);
+    }
+  }
+  throw new Error(`Tiltfile: unbalanced ${text[open]} at ${open}`);
+}
+
+/** Objects a Tiltfile `for <var>[, …] in <iterable>:` loop makes, for every unit the loop visits. */
+function tiltObjects(text: string, loopUnits: (iterable: string) => string[]): TiltObject[] {
+  const out: TiltObject[] = [];
+  for (const loop of text.matchAll(
+    /^for\s+(\w+)(?:\s*,\s*\w+)?\s+in\s+([\w.()]+)\s*:[ \t]*\n((?:(?:[ \t]+.*)?\n)*)/gm,
+  )) {
+    const [, variable = "", iterable = "", body = ""] = loop;
+    for (const m of body.matchAll(/k8s_yaml\(\s*encode_yaml\(\s*\{/g)) {
+      const dict = balanced(body, (m.index ?? 0) + m[0].length - 1);
+      const kind = /'kind'\s*:\s*'(\w+)'/.exec(dict)?.[1] ?? "";
+      const meta = /'metadata'\s*:\s*\{([^}]*)\}/.exec(dict)?.[1] ?? "";
+      const name = /'name'\s*:\s*'([^']*)'/.exec(meta)?.[1] ?? "";
+      const ns = /'namespace'\s*:\s*(\w+|'[^']*')/.exec(meta)?.[1] ?? "";
+      const dataBlock = /'(?:data|stringData)'\s*:\s*(\{[^}]*\})/.exec(dict)?.[1] ?? "";
+      const data = new Map(
+        [...dataBlock.matchAll(/'([\w-]+)'\s*:\s*([^,}]+)/g)].map((d) => [d[1] as string, (d[2] as string).trim()]),
+      );
+      const units = ns === variable ? loopUnits(iterable) : [ns.replace(/^'|'$/g, "")];
+      for (const u of units) out.push({ kind, name: name.replaceAll(`{${variable}}`, u), namespace: u, data });
+    }
+  }
+  return out;
 }
 
 function tiltfile(): Tiltfile {
@@ -209,7 +278,46 @@ function tiltfile(): Tiltfile {
         .flatMap((m) => strings(m[1] as string))
         .flatMap((s) => [...secretKeys.keys()].map((u) => s.replaceAll("{unit}", u))),
     ),
+    objects: tiltObjects(text, (iterable) => {
+      if (/^UNITS(\.(keys|items)\(\))?$/.test(iterable)) return [...units.keys()];
+      // SECRET_KEYS skips (`continue`) the units without keys.
+      if (/^SECRET_KEYS(\.(keys|items)\(\))?$/.test(iterable)) return [...secretKeys.keys()];
+      throw new Error(`Tiltfile: the test does not know the units of the loop over ${iterable}`);
+    }),
   };
+}
+
+/**
+ * Whether `lhs` (a regex source) is followed by os.getenv('TELCO_CLUSTER_<key>', '') or <f>('<key>'),
+ * where <f> is a function of the Tiltfile that prints the development key <key> with a quiet
+ * local(…): `node -e` importing scripts/lib/dev-keys.mjs (which exists and makes <key>) and
+ * writing devKeys()[key], the key passed as the script's argument.
+ */
+function devKeyFallback(text: string, lhs: string, key: string): boolean {
+  const m = new RegExp(
+    `${lhs}os\\.getenv\\(\\s*'TELCO_CLUSTER_${key}'\\s*,\\s*''\\s*\\)\\s*or\\s*(\\w+)\\(\\s*'${key}'\\s*\\)`,
+  ).exec(text);
+  const fn = m?.[1];
+  assert.ok(fn, `Tiltfile: no os.getenv('TELCO_CLUSTER_${key}', '') or <function>('${key}')`);
+  const def = new RegExp(`^def\\s+${fn}\\(\\s*(\\w+)\\s*\\):\\n((?:(?:[ \\t]+.*)?\\n)*)`, "m").exec(text);
+  assert.ok(def, `Tiltfile: no def ${fn}(key)`);
+  const [, param = "", body = ""] = def;
+  const call = /\blocal\(/.exec(body);
+  assert.ok(call, `Tiltfile: ${fn}() runs no local(…)`);
+  const local = balanced(body, call.index + call[0].length - 1);
+  assert.match(local, /\bquiet\s*=\s*True\b/, `Tiltfile: ${fn}(): local(…) must be quiet=True`);
+  assert.match(local, /^\(\s*\[\s*'node'\s*,\s*'-e'\s*,/, `Tiltfile: ${fn}(): local(['node', '-e', …])`);
+  assert.match(local, new RegExp(`,\\s*${param}\\s*,?\\s*\\]`), `Tiltfile: ${fn}(): passes ${param} to the script`);
+  const script = /import\(\s*'\.\/([^']+)'\s*\)/.exec(local)?.[1] ?? "";
+  assert.ok(script && exists(script), `Tiltfile: ${fn}() imports ${script || "nothing"}, which does not exist`);
+  assert.match(read(script), /export function devKeys\b/, `${script}: exports no devKeys`);
+  assert.match(read(script), new RegExp(`\\b${key}:`), `${script}: makes no ${key}`);
+  assert.match(
+    local,
+    /process\.argv\[1\][\s\S]*delete process\.env\[\w+\][\s\S]*devKeys\([^)]*\)[^[]*\[\w+\]/,
+    `Tiltfile: ${fn}() must print devKeys()[key] with key unset in its environment (devKeys leaves out what is set)`,
+  );
+  return true;
 }
 
 const underAny = (path: string, roots: string[]) =>
@@ -329,14 +437,48 @@ test("every Deployment: grpc port behind a Service, grpc probes, locked-down con
     assert.ok(cm, `${where(d)}: envFrom a ConfigMap of its namespace`);
     const data = cm.obj.data as Record<string, string>;
     const { spec: configSpec, readConfig } = (await import(`../services/${unit}/src/config.js`)) as {
-      spec: Record<string, { secret?: boolean }>;
+      spec: Record<string, { secret?: boolean; default?: unknown }>;
       readConfig: (env: Record<string, string | undefined>) => Record<string, unknown>;
     };
     for (const key of Object.keys(data)) {
       assert.ok(key in configSpec, `${where(cm)}: ${key} is not a setting of the ${unit} unit`);
       assert.ok(!configSpec[key]?.secret, `${where(cm)}: ${key} is a secret and belongs in a Secret`);
     }
-    const config = readConfig({ ...data, DATABASE_URL: "postgres://u@db:5432/telco", REDIS_URL: "redis://r:6379" });
+    // What the Deployment takes by key from a ConfigMap or a Secret (values not in the repository):
+    // a placeholder each. A literal env value is used as it is.
+    const fromEnv: Record<string, string> = {};
+    for (const e of c.env ?? []) {
+      assert.ok(e.name in configSpec, `${where(d)}: env ${e.name} is not a setting of the ${unit} unit`);
+      const ref = e.valueFrom?.configMapKeyRef ?? e.valueFrom?.secretKeyRef;
+      if (ref) {
+        assert.ok(ref.name && ref.key, `${where(d)}: env ${e.name} names no ConfigMap/Secret and key`);
+        fromEnv[e.name] = PLACEHOLDERS[e.name] ?? `placeholder-${e.name}`;
+      } else if (typeof e.value === "string") {
+        fromEnv[e.name] = e.value;
+      }
+    }
+    // Every required setting (no default) is provided, by the ConfigMap or by an env ref.
+    for (const [key, setting] of Object.entries(configSpec)) {
+      if (setting.default !== undefined) continue;
+      assert.ok(
+        key in data || key in fromEnv,
+        `${where(d)}: ${key} is required by the ${unit} unit (no default) but neither ${cmName} nor env provides it`,
+      );
+    }
+    // Settings from a ConfigMap that is not in the repository: from it, by the same key, and not
+    // from the unit's own ConfigMap.
+    for (const [key, { configMap }] of Object.entries(SHARED_CONFIG)) {
+      if (!(key in configSpec)) continue;
+      assert.ok(!(key in data), `${where(cm)}: ${key} comes from the ConfigMap ${configMap}, not from ${cmName}`);
+      const envs = (c.env ?? []).filter((e: Obj) => e.name === key);
+      assert.ok(envs.length <= 1, `${where(d)}: ${key} is set ${envs.length} times`);
+      assert.deepEqual(
+        envs[0]?.valueFrom?.configMapKeyRef,
+        { name: configMap, key },
+        `${where(d)}: ${key} from ConfigMap ${configMap}, key ${key}`,
+      );
+    }
+    const config = readConfig({ ...data, ...fromEnv });
     assert.equal(config[`${unit.toUpperCase()}_PORT`], port, `${where(cm)}: ${unit.toUpperCase()}_PORT`);
     assert.equal(config.BIND_HOST, "0.0.0.0", `${where(cm)}: BIND_HOST must be 0.0.0.0 in a cluster`);
 
@@ -610,14 +752,81 @@ test("the Tiltfile references only paths that exist, and agrees with the Dockerf
   }
   const secretUnits = [...referenced.keys()].sort();
 
-  // Every k8s_resource object selector names exactly one object of the local deployment.
+  // ConfigMaps the Deployments take keys from that are not in the repository (telco-auth: the key
+  // material is the operators' in production) are made by the Tiltfile in the unit's namespace,
+  // with exactly the keys the Deployments take from them.
+  const tiltConfigMaps = tf.objects.filter((o) => o.kind === "ConfigMap");
+  const cmReferenced = new Map<string, Set<string>>();
+  for (const d of ofKind("Deployment")) {
+    const ns = d.obj.metadata.namespace as string;
+    for (const e of d.obj.spec.template.spec.containers[0].env ?? []) {
+      const ref = e.valueFrom?.configMapKeyRef;
+      if (!ref || find("ConfigMap", ns, ref.name)) continue;
+      const made = tiltConfigMaps.find((o) => o.name === ref.name && o.namespace === ns);
+      assert.ok(
+        made,
+        `Tiltfile: makes no ConfigMap ${ref.name} in namespace ${ns} (${where(d)} takes ${e.name} from it)`,
+      );
+      assert.ok(made.data.has(ref.key), `Tiltfile: ConfigMap ${ns}/${ref.name} has no key ${ref.key}`);
+      const id = `${ns}/${ref.name}`;
+      cmReferenced.set(id, new Set([...(cmReferenced.get(id) ?? []), ref.key as string]));
+    }
+  }
+  for (const o of tiltConfigMaps) {
+    assert.deepEqual(
+      [...o.data.keys()].sort(),
+      [...(cmReferenced.get(`${o.namespace}/${o.name}`) ?? [])].sort(),
+      `Tiltfile: ConfigMap ${o.namespace}/${o.name} must hold exactly the keys the Deployments take from it`,
+    );
+  }
+  for (const [key, { configMap }] of Object.entries(SHARED_CONFIG)) {
+    for (const unit of UNITS) {
+      assert.ok(
+        tiltConfigMaps.some((o) => o.name === configMap && o.namespace === unit && o.data.has(key)),
+        `Tiltfile: no ConfigMap ${configMap} with ${key} in namespace ${unit}`,
+      );
+    }
+    // Its value: TELCO_CLUSTER_<key>, else the development key.
+    const variables = new Set(tiltConfigMaps.filter((o) => o.name === configMap).map((o) => o.data.get(key)));
+    assert.equal(variables.size, 1, `Tiltfile: ${configMap} ${key} must have one value in every namespace`);
+    const variable = [...variables][0] ?? "";
+    assert.match(variable, /^\w+$/, `Tiltfile: ${configMap} ${key} must be a variable`);
+    assert.ok(
+      devKeyFallback(tf.text, `\\b${variable}\\s*=\\s*`, key),
+      `Tiltfile: ${variable} = os.getenv('TELCO_CLUSTER_${key}', '') or dev_key('${key}')`,
+    );
+  }
+  // The development keys are one pair: a key the development keys provide (the domain unit's
+  // AUTH_SIGNING_KEY) falls back to it too, or tokens signed locally would not verify.
+  const devKeysScript = read("scripts/lib/dev-keys.mjs");
+  for (const key of new Set([...tf.secretKeys.values()].flat())) {
+    if (!new RegExp(`\\b${key}:`).test(devKeysScript)) continue;
+    assert.ok(
+      devKeyFallback(tf.text, `'${key}'\\s*:\\s*`, key),
+      `Tiltfile: SECRET_VALUES['${key}'] = os.getenv('TELCO_CLUSTER_${key}', '') or dev_key('${key}')`,
+    );
+  }
+
+  // Every k8s_resource object selector names exactly one object of the local deployment, and
+  // every object the Tiltfile makes is grouped into a resource.
+  const made = [
+    ...secretUnits.map((u) => `telco-${u}-secrets:secret:${u}`),
+    ...tiltConfigMaps.map((o) => `${o.name}:configmap:${o.namespace}`.toLowerCase()),
+  ];
   const names = [
     ...OBJECTS.map((d) => `${d.obj.metadata.name}:${d.obj.kind}:${d.obj.metadata.namespace ?? ""}`.toLowerCase()),
-    ...secretUnits.map((u) => `telco-${u}-secrets:secret:${u}`),
+    ...made,
   ];
+  const selected = (sel: string, n: string) => n === sel.toLowerCase() || n.startsWith(`${sel.toLowerCase()}:`);
   assert.ok(tf.objectSelectors.length > 0, "Tiltfile: no objects= selectors found");
   for (const sel of tf.objectSelectors) {
-    const matches = names.filter((n) => n === sel.toLowerCase() || n.startsWith(`${sel.toLowerCase()}:`));
+    const matches = names.filter((n) => selected(sel, n));
     assert.equal(matches.length, 1, `Tiltfile: selector ${sel} matches ${matches.length} objects`);
+  }
+  for (const n of made) {
+    assert.ok(
+      tf.objectSelectors.some((sel) => selected(sel, n)),
+      `Tiltfile: ${n} is in no k8s_resource objects= (group it with its unit)`,
+    );
   }
 });

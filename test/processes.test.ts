@@ -10,6 +10,7 @@ import { create } from "@bufbuild/protobuf";
 import { UsageEventSchema } from "../gen/telco/usage/v1/events_pb.js";
 import { migrateAll } from "../scripts/migrate.js";
 import { createKafka, createProducer, encodeRecord } from "../services/kit/src/kafka.js";
+import { AUTH_ENV, tokenFor } from "./support/auth.js";
 import { KAFKA_BROKERS, TEST_DATABASE_URL, TEST_REDIS_URL, testLogger, unique } from "./support/env.js";
 import { freePort, ROOT, run, spawnScript, spawnUnit, type UnitProcess, waitForLog } from "./support/processes.js";
 
@@ -33,6 +34,7 @@ before(async () => {
       REDIS_URL: TEST_REDIS_URL,
       DRAIN_DELAY_MS: "300",
       LOG_LEVEL: "info",
+      ...AUTH_ENV,
     });
     running.set(unit, { p, port });
   }
@@ -69,6 +71,8 @@ describe("unit processes", () => {
       "--protocol",
       "grpc",
       "--http2-prior-knowledge",
+      "-H",
+      `authorization: Bearer ${await tokenFor("viewer")}`,
       "-d",
       '{"plan_id":"5G-SLIM-8G"}',
       `http://127.0.0.1:${port}/telco.domain.v1.CatalogService/GetPlan`,
@@ -91,6 +95,15 @@ describe("unit processes", () => {
 });
 
 describe("configuration errors", () => {
+  it("a unit without a token verification key refuses to start, and says how to get one", async () => {
+    const p = spawnUnit("batch", { AUTH_VERIFY_KEY: "" });
+    assert.equal(await p.exited, 78);
+    assert.match(p.stderr(), /AUTH_VERIFY_KEY is required/);
+    const q = spawnUnit("batch", { AUTH_VERIFY_KEY: "bm90IGEga2V5" });
+    assert.equal(await q.exited, 78);
+    assert.match(q.stderr(), /AUTH_VERIFY_KEY is not usable: not a public key PEM/);
+  });
+
   it("a bad setting stops the unit with exit 78 and names every bad variable", async () => {
     const p = spawnUnit("usage", { USAGE_PORT: "not-a-port", REDIS_URL: "http://wrong", LOG_LEVEL: "loud" });
     const code = await p.exited;
@@ -102,13 +115,13 @@ describe("configuration errors", () => {
   });
 
   it("an unknown time zone is refused rather than silently counted in UTC", async () => {
-    const p = spawnUnit("usage", { TIME_ZONE: "Asia/Seol" });
+    const p = spawnUnit("usage", { TIME_ZONE: "Asia/Seol", ...AUTH_ENV });
     assert.equal(await p.exited, 78);
     assert.match(p.stderr(), /TIME_ZONE must be an IANA time zone/);
   });
 
   it("a password in DATABASE_URL is never echoed", async () => {
-    const p = spawnUnit("domain", { DATABASE_URL: "mysql://user:s3cret-pw@db/telco" });
+    const p = spawnUnit("domain", { DATABASE_URL: "mysql://user:s3cret-pw@db/telco", ...AUTH_ENV });
     assert.equal(await p.exited, 78);
     assert.match(p.stderr(), /DATABASE_URL must use postgres or postgresql/);
     assert.doesNotMatch(p.stderr(), /s3cret-pw/);
@@ -148,6 +161,7 @@ describe("SIGTERM with a Kafka batch in hand", () => {
         FIXTURE_GROUP: groupId,
         FIXTURE_HANDLE_MS: "1500",
         DRAIN_DELAY_MS: "0",
+        ...AUTH_ENV,
       });
       await waitForLog(fixture, /batch started/);
       fixture.child.kill("SIGTERM");

@@ -15,16 +15,21 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
 import { ServerReflection as ReflectionV1Alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import { BatchStatus, BillingJobService } from "../gen/telco/batch/v1/billing_pb.js";
+import { AuthService, Role } from "../gen/telco/domain/v1/auth_pb.js";
 import { CatalogService } from "../gen/telco/domain/v1/catalog_pb.js";
 import { Channel } from "../gen/telco/message/v1/events_pb.js";
 import { TemplateService, TemplateStatus, VariableType } from "../gen/telco/message/v1/template_pb.js";
 import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
+import { OperatorStore } from "../services/domain/src/store/operator-store.js";
 import { fieldViolations } from "../services/kit/src/errors.js";
-import { clients, grpc, grpcJsClient, PROTO_ROOT } from "./support/clients.js";
+import { bearer, tokenFor } from "./support/auth.js";
+import { clients, grpc, grpcClient, grpcJsClient, PROTO_ROOT } from "./support/clients.js";
 import { unique } from "./support/env.js";
 import { type RunningUnits, startUnits, type UnitName } from "./support/units.js";
 
 let units: RunningUnits;
+/** An operator's token: most tests act as customer care. */
+let staff: string;
 
 /** Orders descriptors so that every file comes after its imports, as a FileDescriptorSet must. */
 function importsFirst(files: FileDescriptorProto[]): FileDescriptorProto[] {
@@ -47,6 +52,7 @@ function importsFirst(files: FileDescriptorProto[]): FileDescriptorProto[] {
 const GiB = 1024n ** 3n;
 
 before(async () => {
+  staff = await tokenFor("operator");
   units = await startUnits();
 });
 after(async () => {
@@ -66,7 +72,7 @@ async function rejects(p: Promise<unknown>, code: Code): Promise<ConnectError> {
 
 describe("usage unit", () => {
   it("sets and reads a line's quota over gRPC, Connect (HTTP/1.1 and HTTP/2) and gRPC-Web", async () => {
-    for (const [protocol, client] of clients(UsageService, units.at.usage.url)) {
+    for (const [protocol, client] of clients(UsageService, units.at.usage.url, staff)) {
       const line = unique(`line-${protocol}`);
       const quota = 8n * GiB + BigInt(protocol.length); // distinct per protocol
       const set = await client.setLineQuota({ subscriptionId: line, quotaBytes: quota });
@@ -80,7 +86,7 @@ describe("usage unit", () => {
   });
 
   it("reads counters the aggregator wrote (hash per line and month, levels as a bit mask)", async () => {
-    const [[, client]] = clients(UsageService, units.at.usage.url) as [
+    const [[, client]] = clients(UsageService, units.at.usage.url, staff) as [
       [string, ReturnType<typeof createClient<typeof UsageService>>],
     ];
     const line = unique("line");
@@ -93,7 +99,7 @@ describe("usage unit", () => {
   });
 
   it("answers INVALID_ARGUMENT naming every bad field, and NOT_FOUND for an unknown line", async () => {
-    const client = createClient(UsageService, createGrpcTransport({ baseUrl: units.at.usage.url }));
+    const client = grpcClient(UsageService, units.at.usage.url, staff);
     const err = await rejects(client.getLineUsage({ subscriptionId: "", month: "2026-13" }), Code.InvalidArgument);
     assert.deepEqual(
       fieldViolations(err).map((v) => v.field),
@@ -113,7 +119,7 @@ describe("usage unit", () => {
 
 describe("domain unit", () => {
   it("lists the plan catalogue, paging by key, over every protocol", async () => {
-    for (const [protocol, client] of clients(CatalogService, units.at.domain.url)) {
+    for (const [protocol, client] of clients(CatalogService, units.at.domain.url, staff)) {
       const all = await client.listPlans({ includeInactive: true });
       const ids = all.plans.map((p) => p.planId);
       assert.ok(ids.includes("5G-PREMIUM-UNL"), protocol);
@@ -138,7 +144,7 @@ describe("domain unit", () => {
   });
 
   it("lists value-added services and discounts in the order billing applies them", async () => {
-    const client = createClient(CatalogService, createGrpcTransport({ baseUrl: units.at.domain.url }));
+    const client = grpcClient(CatalogService, units.at.domain.url, staff);
     const { vas } = await client.listVas({});
     assert.ok(vas.some((v) => v.vasId === "RINGBACK" && v.monthlyFee?.amountMinor === 990n));
     const { discounts } = await client.listDiscounts({});
@@ -152,7 +158,7 @@ describe("domain unit", () => {
   });
 
   it("rejects bad arguments by field and unknown plans with NOT_FOUND", async () => {
-    const client = createClient(CatalogService, createGrpcTransport({ baseUrl: units.at.domain.url }));
+    const client = grpcClient(CatalogService, units.at.domain.url, staff);
     const e1 = await rejects(client.listPlans({ pageSize: 10_000, pageToken: "!!not-a-token" }), Code.InvalidArgument);
     assert.deepEqual(
       fieldViolations(e1).map((v) => v.field),
@@ -169,7 +175,7 @@ describe("domain unit", () => {
 
 describe("message unit", () => {
   it("creates a template as version 1 (draft) and reads it back, over every protocol", async () => {
-    for (const [protocol, client] of clients(TemplateService, units.at.message.url)) {
+    for (const [protocol, client] of clients(TemplateService, units.at.message.url, staff)) {
       const name = unique(`usage-alert-${protocol}`).toLowerCase();
       const created = await client.createTemplate({
         name,
@@ -196,7 +202,7 @@ describe("message unit", () => {
   });
 
   it("rejects a placeholder the template does not declare, naming the field", async () => {
-    const client = createClient(TemplateService, createGrpcTransport({ baseUrl: units.at.message.url }));
+    const client = grpcClient(TemplateService, units.at.message.url, staff);
     const err = await rejects(
       client.createTemplate({
         name: unique("bad").toLowerCase(),
@@ -242,7 +248,7 @@ describe("batch unit", () => {
         write_count: 4,
       },
     ]);
-    for (const [protocol, client] of clients(BillingJobService, units.at.batch.url)) {
+    for (const [protocol, client] of clients(BillingJobService, units.at.batch.url, staff)) {
       const got = await client.getJobExecution({ jobExecutionId: BigInt(exec.job_execution_id) });
       assert.equal(got.execution?.status, BatchStatus.FAILED, protocol);
       assert.equal(got.execution?.parameters.month, month);
@@ -273,7 +279,7 @@ describe("batch unit", () => {
   });
 
   it("answers NOT_FOUND and INVALID_ARGUMENT by field", async () => {
-    const client = createClient(BillingJobService, createGrpcTransport({ baseUrl: units.at.batch.url }));
+    const client = grpcClient(BillingJobService, units.at.batch.url, staff);
     await rejects(client.getJobExecution({ jobExecutionId: 999_999_999n }), Code.NotFound);
     const err = await rejects(client.listJobExecutions({ jobName: "Bad Name", pageToken: "x" }), Code.InvalidArgument);
     assert.deepEqual(
@@ -291,6 +297,7 @@ describe("stock @grpc/grpc-js clients built from the .proto files", () => {
       `${PROTO_ROOT}/telco/usage/v1/usage.proto`,
       "telco.usage.v1.UsageService",
       address("usage"),
+      staff,
     );
     const line = unique("grpcjs");
     await usage.call("SetLineQuota", { subscription_id: line, quota_bytes: "1000" });
@@ -306,6 +313,7 @@ describe("stock @grpc/grpc-js clients built from the .proto files", () => {
       `${PROTO_ROOT}/telco/domain/v1/catalog.proto`,
       "telco.domain.v1.CatalogService",
       address("domain"),
+      staff,
     );
     const plan = await domain.call<{ plan: { plan_id: string; monthly_fee: { amount_minor: string } } }>("GetPlan", {
       plan_id: "5G-STD-110G",
@@ -317,6 +325,7 @@ describe("stock @grpc/grpc-js clients built from the .proto files", () => {
       `${PROTO_ROOT}/telco/message/v1/template.proto`,
       "telco.message.v1.TemplateService",
       address("message"),
+      staff,
     );
     const t = await message.call<{ template: { version: number; channel: string } }>("CreateTemplate", {
       name: unique("grpcjs").toLowerCase(),
@@ -333,6 +342,7 @@ describe("stock @grpc/grpc-js clients built from the .proto files", () => {
       `${PROTO_ROOT}/telco/batch/v1/billing.proto`,
       "telco.batch.v1.BillingJobService",
       address("batch"),
+      staff,
     );
     const list = await batch.call<{ executions: unknown[] }>("ListJobExecutions", { page_size: 5 });
     assert.ok(Array.isArray(list.executions));
@@ -344,6 +354,7 @@ describe("stock @grpc/grpc-js clients built from the .proto files", () => {
       `${PROTO_ROOT}/telco/usage/v1/usage.proto`,
       "telco.usage.v1.UsageService",
       address("usage"),
+      staff,
     );
     await assert.rejects(
       usage.call("GetLineUsage", { subscription_id: "ok", month: "November" }),
@@ -430,5 +441,85 @@ describe("health and reflection", () => {
           assert.equal(missing.messageResponse.value.errorCode, Code.NotFound);
       }
     }
+  });
+});
+
+describe("authentication and roles", () => {
+  it("refuses calls without a valid token, before reading them", async () => {
+    const anonymous = grpcClient(CatalogService, units.at.domain.url);
+    const e1 = await rejects(anonymous.listPlans({}), Code.Unauthenticated);
+    assert.match(e1.message, /missing access token/);
+    const forged = grpcClient(CatalogService, units.at.domain.url, `${staff.slice(0, -4)}AAAA`);
+    await rejects(forged.listPlans({}), Code.Unauthenticated);
+    const { generateAuthKeys, TokenSigner } = await import("../services/kit/src/auth.js");
+    const otherKeys = await TokenSigner.fromPrivateKey(generateAuthKeys().signingKey);
+    const { token } = await otherKeys.sign({ subject: "intruder", role: "admin", subscriptionIds: [] }, 60);
+    await rejects(grpcClient(CatalogService, units.at.domain.url, token).listPlans({}), Code.Unauthenticated);
+    // Health and reflection stay open for probes and grpcurl.
+    const health = createClient(Health, createGrpcTransport({ baseUrl: units.at.domain.url }));
+    assert.equal((await health.check({ service: "" })).status, Status.SERVING);
+  });
+
+  it("signs operators in with their password; the token works on every unit", async () => {
+    const username = unique("op")
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]/g, "");
+    await new OperatorStore(units.knex.domain).create(username, "correct horse battery", "viewer");
+    const auth = grpcClient(AuthService, units.at.domain.url); // no token needed to sign in
+    await rejects(auth.login({ username, password: "wrong" }), Code.Unauthenticated);
+    await rejects(auth.login({ username: "nobody-here", password: "correct horse battery" }), Code.Unauthenticated);
+    const r = await auth.login({ username, password: "correct horse battery" });
+    assert.equal(r.role, Role.VIEWER);
+    const plans = await grpcClient(CatalogService, units.at.domain.url, r.accessToken).listPlans({});
+    assert.ok(plans.plans.length > 0);
+    const jobs = await grpcClient(BillingJobService, units.at.batch.url, r.accessToken).listJobExecutions({});
+    assert.ok(Array.isArray(jobs.executions));
+    await rejects(
+      grpcClient(UsageService, units.at.usage.url, r.accessToken).setLineQuota({
+        subscriptionId: "L1",
+        quotaBytes: 1n,
+      }),
+      Code.PermissionDenied,
+    );
+    await units.knex.domain("operators").where({ username }).update({ active: false });
+    await rejects(auth.login({ username, password: "correct horse battery" }), Code.Unauthenticated);
+  });
+
+  it("enforces each unit's role policy", async () => {
+    const viewer = await tokenFor("viewer");
+    await rejects(
+      grpcClient(UsageService, units.at.usage.url, viewer).setLineQuota({ subscriptionId: "L1", quotaBytes: 1n }),
+      Code.PermissionDenied,
+    );
+    await rejects(
+      grpcClient(TemplateService, units.at.message.url, viewer).createTemplate({
+        name: "x",
+        channel: Channel.SMS,
+        body: "x",
+      }),
+      Code.PermissionDenied,
+    );
+    const subscriber = await tokenFor("subscriber", ["L-mine"]);
+    await rejects(
+      grpcClient(BillingJobService, units.at.batch.url, subscriber).listJobExecutions({}),
+      Code.PermissionDenied,
+    );
+  });
+
+  it("lets a subscriber read only their own lines", async () => {
+    const mine = unique("mine");
+    const theirs = unique("theirs");
+    const admin = grpcClient(UsageService, units.at.usage.url, staff);
+    await admin.setLineQuota({ subscriptionId: mine, quotaBytes: 100n });
+    await admin.setLineQuota({ subscriptionId: theirs, quotaBytes: 100n });
+    const subscriber = createClient(
+      UsageService,
+      createGrpcTransport({
+        baseUrl: units.at.usage.url,
+        interceptors: [bearer(await tokenFor("subscriber", [mine]))],
+      }),
+    );
+    assert.equal((await subscriber.getLineUsage({ subscriptionId: mine, month: "2026-11" })).quotaBytes, 100n);
+    await rejects(subscriber.getLineUsage({ subscriptionId: theirs, month: "2026-11" }), Code.PermissionDenied);
   });
 });

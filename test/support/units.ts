@@ -1,17 +1,24 @@
 import type { Redis } from "ioredis";
 import type { Knex } from "knex";
 import { migrateAll } from "../../scripts/migrate.js";
+import { policy as batchPolicy } from "../../services/batch/src/routes.js";
 import { createServer as createBatchServer } from "../../services/batch/src/server.js";
 import { JobRepository } from "../../services/batch/src/store/job-repository.js";
+import { policy as domainPolicy } from "../../services/domain/src/routes.js";
 import { createServer as createDomainServer } from "../../services/domain/src/server.js";
 import { CatalogStore, ExtrasStore } from "../../services/domain/src/store/catalog-store.js";
+import { OperatorStore } from "../../services/domain/src/store/operator-store.js";
+import type { Policy } from "../../services/kit/src/auth.js";
 import { createKnex } from "../../services/kit/src/postgres.js";
 import { createRedis, redisReady } from "../../services/kit/src/redis.js";
 import type { Listening, RpcServer } from "../../services/kit/src/server.js";
+import { policy as messagePolicy } from "../../services/message/src/routes.js";
 import { createServer as createMessageServer } from "../../services/message/src/server.js";
 import { TemplateStore } from "../../services/message/src/store/template-store.js";
+import { policy as usagePolicy } from "../../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../../services/usage/src/server.js";
 import { LineUsageStore } from "../../services/usage/src/store/line-usage-store.js";
+import { signer, verifier } from "./auth.js";
 import { TEST_DATABASE_URL, TEST_REDIS_URL, testLogger } from "./env.js";
 
 export type UnitName = "usage" | "message" | "domain" | "batch";
@@ -34,15 +41,26 @@ export async function startUnits(): Promise<RunningUnits> {
   };
   const redis = createRedis(TEST_REDIS_URL, testLogger("test"), "test");
   await redisReady(redis, TEST_REDIS_URL);
-  const settings = (unit: string) => ({ logger: testLogger(unit), drainDelayMs: 0, drainTimeoutMs: 2_000 });
+  const settings = (unit: string, policy: Policy) => ({
+    logger: testLogger(unit),
+    drainDelayMs: 0,
+    drainTimeoutMs: 2_000,
+    auth: { verifier, policy },
+  });
   const servers: Record<UnitName, RpcServer> = {
-    usage: createUsageServer({ store: new LineUsageStore(redis) }, settings("usage")),
-    message: createMessageServer({ templates: new TemplateStore(knex.message) }, settings("message")),
+    usage: createUsageServer({ store: new LineUsageStore(redis) }, settings("usage", usagePolicy)),
+    message: createMessageServer({ templates: new TemplateStore(knex.message) }, settings("message", messagePolicy)),
     domain: createDomainServer(
-      { catalog: new CatalogStore(knex.domain), extras: new ExtrasStore(knex.domain) },
-      settings("domain"),
+      {
+        catalog: new CatalogStore(knex.domain),
+        extras: new ExtrasStore(knex.domain),
+        operators: new OperatorStore(knex.domain),
+        signer,
+        tokenTtlSeconds: 600,
+      },
+      settings("domain", domainPolicy),
     ),
-    batch: createBatchServer({ jobs: new JobRepository(knex.billing) }, settings("batch")),
+    batch: createBatchServer({ jobs: new JobRepository(knex.billing) }, settings("batch", batchPolicy)),
   };
   const at = {} as Record<UnitName, Listening>;
   for (const [name, server] of Object.entries(servers) as [UnitName, RpcServer][]) {

@@ -1,5 +1,6 @@
 import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js";
 import { readConfig } from "./config.js";
+import { policy } from "./routes.js";
 import { createServer } from "./server.js";
 import { JobRepository } from "./store/job-repository.js";
 
@@ -10,6 +11,6 @@ await runUnit({
   build: async (ctx) => {
     const { config, logger } = ctx;
     const knex = await postgresFor(ctx, "billing", config.BATCH_DB_POOL_MAX);
-    return createServer({ jobs: new JobRepository(knex) }, serverSettings(config, logger));
+    return createServer({ jobs: new JobRepository(knex) }, await serverSettings(config, logger, policy));
   },
 });

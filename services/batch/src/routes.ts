@@ -1,5 +1,6 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { BillingJobService } from "../../../gen/telco/batch/v1/billing_pb.js";
+import { type Policy, STAFF } from "../../kit/src/auth.js";
 import { BillingJobServiceImpl } from "./handlers/billing-job-service.js";
 import type { JobRepository } from "./store/job-repository.js";
 
@@ -8,6 +9,12 @@ export interface BatchDeps {
 }
 
 export const services = [BillingJobService];
+
+/** Roles per method; the request gate enforces it before a body is read. */
+export const policy: Policy = {
+  GetJobExecution: [...STAFF, "service"],
+  ListJobExecutions: [...STAFF, "service"],
+};
 
 export const routes = (deps: BatchDeps) => (router: ConnectRouter) => {
   router.service(BillingJobService, new BillingJobServiceImpl(deps.jobs));

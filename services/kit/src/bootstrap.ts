@@ -1,5 +1,6 @@
+import { type Policy, TokenVerifier } from "./auth.js";
 import type { ConfigOf } from "./config.js";
-import { configOrExit, redactUrl } from "./config.js";
+import { ConfigError, configOrExit, redactUrl } from "./config.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger, type Logger } from "./logger.js";
 import { createKnex, type Knex } from "./postgres.js";
@@ -40,16 +41,27 @@ export async function runUnit<C extends CommonConfig>(o: {
     lifecycle.onShutdown("drain", "rpc", () => server.drain());
     logger.info({ url: where.url, services: server.index.serviceNames }, `${o.unit} unit listening`);
   } catch (err) {
-    logger.fatal({ err }, `${o.unit} unit failed to start`);
     await lifecycle.shutdown("startup failure");
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${o.unit}: ${err.message}\n`);
+      process.exit(78);
+    }
+    logger.fatal({ err }, `${o.unit} unit failed to start`);
     process.exit(1);
   }
 }
 
 /** Server settings from the common configuration. */
-export function serverSettings(config: CommonConfig, logger: Logger) {
+export async function serverSettings(config: CommonConfig, logger: Logger, policy: Policy) {
+  let verifier: TokenVerifier;
+  try {
+    verifier = await TokenVerifier.fromPublicKey(config.AUTH_VERIFY_KEY);
+  } catch (e) {
+    throw new ConfigError([`AUTH_VERIFY_KEY is not usable: ${(e as Error).message}`]);
+  }
   return {
     logger,
+    auth: { verifier, policy },
     tls: readTls(config.TLS_CERT_FILE, config.TLS_KEY_FILE),
     drainDelayMs: config.DRAIN_DELAY_MS,
     drainTimeoutMs: config.DRAIN_TIMEOUT_MS,

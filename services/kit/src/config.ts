@@ -99,7 +99,8 @@ export function loadConfig<T extends Record<string, Spec>>(spec: T, env: Env = p
   const problems: string[] = [];
   for (const [name, s] of Object.entries(spec)) {
     const raw = env[name];
-    if (raw === undefined || (raw === "" && s.type !== "string")) {
+    // Empty counts as unset, except for strings that have a default (where "" is a choice).
+    if (raw === undefined || (raw === "" && (s.type !== "string" || s.default === undefined))) {
       if (s.default === undefined) problems.push(`${name} is required: ${s.description}`);
       else out[name] = s.default;
       continue;

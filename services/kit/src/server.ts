@@ -9,6 +9,7 @@ import { Code, ConnectError, type ConnectRouter, type Interceptor } from "@conne
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { file_google_rpc_error_details } from "../../../gen/google/rpc/error_details_pb.js";
 import { Health } from "../../../gen/grpc/health/v1/health_pb.js";
+import { authGate, type Policy, type TokenVerifier } from "./auth.js";
 import { HealthRegistry, ServingStatus } from "./health.js";
 import type { Logger } from "./logger.js";
 import {
@@ -28,6 +29,11 @@ export interface RpcServerOptions {
   interceptors?: Interceptor[];
   /** PEM certificate and key: serve TLS (HTTP/2 via ALPN, HTTP/1.1 allowed). Plain h2c + HTTP/1.1 otherwise. */
   tls?: { cert: string | Buffer; key: string | Buffer };
+  /**
+   * Token verification and the unit's role policy; "none" only for servers with no business
+   * methods (health and reflection only), such as test fixtures.
+   */
+  auth: { verifier: TokenVerifier; policy: Policy } | "none";
   /** Largest request message accepted, in bytes. */
   readMaxBytes?: number;
   /** Before refusing new calls, keep serving (with health NOT_SERVING) this long so load balancers notice. */
@@ -90,6 +96,7 @@ export class RpcServer {
         router.service(ServerReflectionV1Alpha, reflectionV1Alpha(this.index));
       },
       interceptors: [answerOnShutdown, ...(opts.interceptors ?? [])],
+      ...(opts.auth === "none" ? {} : { requestGate: authGate(opts.auth.verifier, opts.auth.policy) }),
       shutdownSignal: this.shutdown.signal,
       readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
     });

@@ -34,6 +34,11 @@ export const commonSpec = {
     default: "Asia/Seoul",
     description: "The carrier's time zone: months and quiet hours are counted in it.",
   },
+  AUTH_VERIFY_KEY: {
+    type: "string",
+    description:
+      "Public key (Ed25519 SPKI PEM, or its base64) that access tokens are verified with. `npm start` and `npm test` generate development keys; in a cluster it comes from the telco-auth ConfigMap.",
+  },
   TLS_CERT_FILE: {
     type: "string",
     default: "",

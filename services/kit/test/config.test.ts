@@ -12,7 +12,7 @@ const spec = defineConfig({
 
 describe("configuration from the environment", () => {
   it("fills defaults that work on a fresh local machine", () => {
-    const c = loadConfig(spec, { X_KEY: "k" });
+    const c = loadConfig(spec, { X_KEY: "k", AUTH_VERIFY_KEY: "pub" });
     assert.equal(c.X_PORT, 50051);
     assert.deepEqual(c.KAFKA_BROKERS, ["127.0.0.1:9092"]);
     assert.equal(c.TIME_ZONE, "Asia/Seoul");
@@ -21,6 +21,7 @@ describe("configuration from the environment", () => {
 
   it("parses and validates every kind of value", () => {
     const c = loadConfig(spec, {
+      AUTH_VERIFY_KEY: "pub",
       X_PORT: "8080",
       X_MODE: "batch",
       X_KEY: "k",
@@ -65,7 +66,7 @@ describe("configuration from the environment", () => {
         assert.ok(e instanceof ConfigError);
         assert.deepEqual(
           e.problems.map((p) => p.split(" ")[0]),
-          ["REDIS_URL", "DATABASE_URL", "X_PORT", "X_MODE", "X_KEY"],
+          ["REDIS_URL", "DATABASE_URL", "AUTH_VERIFY_KEY", "X_PORT", "X_MODE", "X_KEY"],
         );
         assert.match(e.message, /X_PORT must be <= 65535 \(got 70000\)/);
         assert.match(e.message, /X_KEY is required/);

@@ -1,5 +1,6 @@
 import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js";
 import { readConfig } from "./config.js";
+import { policy } from "./routes.js";
 import { createServer } from "./server.js";
 import { TemplateStore } from "./store/template-store.js";
 
@@ -10,6 +11,6 @@ await runUnit({
   build: async (ctx) => {
     const { config, logger } = ctx;
     const knex = await postgresFor(ctx, "message", config.MESSAGE_DB_POOL_MAX);
-    return createServer({ templates: new TemplateStore(knex) }, serverSettings(config, logger));
+    return createServer({ templates: new TemplateStore(knex) }, await serverSettings(config, logger, policy));
   },
 });

@@ -1,5 +1,5 @@
 import { create } from "@bufbuild/protobuf";
-import type { ServiceImpl } from "@connectrpc/connect";
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import {
   type GetLineUsageRequest,
   GetLineUsageResponseSchema,
@@ -7,6 +7,7 @@ import {
   SetLineQuotaResponseSchema,
   type UsageService,
 } from "../../../../gen/telco/usage/v1/usage_pb.js";
+import { assertLineAccess, principalOf } from "../../../kit/src/auth.js";
 import { ID_RE, MONTH_RE, notFound, Violations } from "../../../kit/src/errors.js";
 import type { LineUsageStore } from "../store/line-usage-store.js";
 
@@ -16,11 +17,12 @@ const MAX_QUOTA = 1n << 50n;
 export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
   constructor(private readonly store: LineUsageStore) {}
 
-  async getLineUsage(req: GetLineUsageRequest) {
+  async getLineUsage(req: GetLineUsageRequest, ctx: HandlerContext) {
     const v = new Violations();
     v.check(ID_RE.test(req.subscriptionId), "subscription_id", "required: 1-64 letters, digits, '.', '_', ':' or '-'");
     v.check(MONTH_RE.test(req.month), "month", 'required: "YYYY-MM", e.g. "2026-11"');
     v.throwIfAny();
+    assertLineAccess(principalOf(ctx), req.subscriptionId);
     const u = await this.store.get(req.subscriptionId, req.month);
     if (u.unknown) throw notFound(`line ${req.subscriptionId}`);
     const quota = u.quotaBytes ?? 0n;

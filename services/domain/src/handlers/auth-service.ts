@@ -1,0 +1,47 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type AuthService,
+  type LoginRequest,
+  LoginResponseSchema,
+  Role,
+} from "../../../../gen/telco/domain/v1/auth_pb.js";
+import type { RoleName, TokenSigner } from "../../../kit/src/auth.js";
+import { Violations } from "../../../kit/src/errors.js";
+import type { OperatorStore } from "../store/operator-store.js";
+
+export const ROLE_OF: Record<RoleName, Role> = {
+  admin: Role.ADMIN,
+  operator: Role.OPERATOR,
+  viewer: Role.VIEWER,
+  subscriber: Role.SUBSCRIBER,
+  service: Role.SERVICE,
+};
+
+export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
+  constructor(
+    private readonly operators: OperatorStore,
+    private readonly signer: TokenSigner,
+    private readonly ttlSeconds: number,
+  ) {}
+
+  async login(req: LoginRequest) {
+    const v = new Violations();
+    v.check(req.username.length > 0 && req.username.length <= 64, "username", "required");
+    v.check(req.password.length > 0 && req.password.length <= 256, "password", "required, at most 256 characters");
+    v.throwIfAny();
+    const op = await this.operators.authenticate(req.username, req.password);
+    // One answer for an unknown user and a wrong password: nothing to learn about accounts.
+    if (!op) throw new ConnectError("user name or password is wrong", Code.Unauthenticated);
+    const { token, expiresAt } = await this.signer.sign(
+      { subject: `operator:${op.operator_id}`, role: op.role, subscriptionIds: [] },
+      this.ttlSeconds,
+    );
+    return create(LoginResponseSchema, {
+      accessToken: token,
+      expiresAt: timestampFromDate(expiresAt),
+      role: ROLE_OF[op.role],
+    });
+  }
+}

@@ -1,0 +1,68 @@
+import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
+import type { Knex } from "knex";
+import type { RoleName } from "../../../kit/src/auth.js";
+
+/** scrypt parameters: N=2^15 costs ≈ 50-100 ms per check here, slow enough to make guessing dear. */
+const N = 32_768;
+const R = 8;
+const P = 1;
+const KEY_LEN = 32;
+
+function scryptAsync(password: string, salt: Buffer, n: number, r: number, p: number): Promise<Buffer> {
+  return new Promise((resolve, reject) =>
+    scrypt(password, salt, KEY_LEN, { N: n, r, p, maxmem: 128 * n * r * 2 }, (err, key) =>
+      err ? reject(err) : resolve(key),
+    ),
+  );
+}
+
+/** "scrypt$N$r$p$salt$hash" with a fresh 16-byte salt. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = randomBytes(16);
+  const hash = await scryptAsync(password, salt, N, R, P);
+  return `scrypt$${N}$${R}$${P}$${salt.toString("base64")}$${hash.toString("base64")}`;
+}
+
+export async function verifyPassword(password: string, stored: string): Promise<boolean> {
+  const [scheme, n, r, p, salt, hash] = stored.split("$");
+  if (scheme !== "scrypt" || !n || !r || !p || !salt || !hash) return false;
+  const expected = Buffer.from(hash, "base64");
+  const actual = await scryptAsync(password, Buffer.from(salt, "base64"), Number(n), Number(r), Number(p));
+  return actual.length === expected.length && timingSafeEqual(actual, expected);
+}
+
+/** A hash no password matches: checked when the user does not exist, so both cases take as long. */
+const DUMMY = `scrypt$${N}$${R}$${P}$${randomBytes(16).toString("base64")}$${randomBytes(KEY_LEN).toString("base64")}`;
+
+export interface OperatorRow {
+  operator_id: string;
+  username: string;
+  role: RoleName;
+  active: boolean;
+}
+
+export class OperatorStore {
+  constructor(private readonly knex: Knex) {}
+
+  async create(username: string, password: string, role: "admin" | "operator" | "viewer"): Promise<OperatorRow> {
+    const [row] = await this.knex("operators")
+      .insert({ username, password_hash: await hashPassword(password), role })
+      .onConflict("username")
+      .merge(["password_hash", "role", "active"])
+      .returning<OperatorRow[]>(["operator_id", "username", "role", "active"]);
+    if (!row) throw new Error("operator insert returned nothing");
+    return row;
+  }
+
+  /** The operator when the password matches an active account; undefined otherwise (same timing). */
+  async authenticate(username: string, password: string): Promise<OperatorRow | undefined> {
+    const row = await this.knex("operators")
+      .select("operator_id", "username", "role", "active", "password_hash")
+      .where({ username })
+      .first<(OperatorRow & { password_hash: string }) | undefined>();
+    const ok = await verifyPassword(password, row?.password_hash ?? DUMMY);
+    return ok && row?.active
+      ? { operator_id: row.operator_id, username: row.username, role: row.role, active: true }
+      : undefined;
+  }
+}
