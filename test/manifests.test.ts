@@ -69,6 +69,8 @@ const SECRET_USE: Record<string, RegExp> = {
   DATABASE_URL: /\b(createKnex|postgresFor)\(/,
   REDIS_URL: /\bcreateRedis\(/,
   AUTH_SIGNING_KEY: /\bTokenSigner\.fromPrivateKey\(/,
+  DOMAIN_PII_KEYS: /\bparseKeyRing\([^)]*\bDOMAIN_PII_KEYS\b/,
+  DOMAIN_BLIND_INDEX_KEY: /\bparseKeyRing\([^)]*\bDOMAIN_BLIND_INDEX_KEY\b/,
 };
 
 /**
@@ -79,6 +81,9 @@ const PLACEHOLDERS: Record<string, string> = {
   DATABASE_URL: "postgres://u@db:5432/telco",
   REDIS_URL: "redis://r:6379",
   AUTH_VERIFY_KEY: generateKeyPairSync("ed25519").publicKey.export({ type: "spki", format: "pem" }).toString(),
+  DOMAIN_PII_KEYS: `k1:${Buffer.alloc(32).toString("base64")}`,
+  DOMAIN_PII_ACTIVE_KEY: "k1",
+  DOMAIN_BLIND_INDEX_KEY: Buffer.alloc(32).toString("base64"),
 };
 
 /** Settings that come from a ConfigMap outside the repository (made by operators; locally by the Tiltfile). */

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import {
   generateAuthKeys,
@@ -30,4 +31,11 @@ export function bearer(token: string): Interceptor {
 }
 
 /** The env a unit process needs to verify the test tokens. */
-export const AUTH_ENV = { AUTH_VERIFY_KEY: AUTH_KEYS.verifyKey, AUTH_SIGNING_KEY: AUTH_KEYS.signingKey };
+export const AUTH_ENV = {
+  AUTH_VERIFY_KEY: AUTH_KEYS.verifyKey,
+  AUTH_SIGNING_KEY: AUTH_KEYS.signingKey,
+  // The domain unit's personal-data keys (random, this process only).
+  DOMAIN_PII_KEYS: `t1:${randomBytes(32).toString("base64")}`,
+  DOMAIN_PII_ACTIVE_KEY: "t1",
+  DOMAIN_BLIND_INDEX_KEY: randomBytes(32).toString("base64"),
+};

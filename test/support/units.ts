@@ -4,11 +4,17 @@ import { migrateAll } from "../../scripts/migrate.js";
 import { policy as batchPolicy } from "../../services/batch/src/routes.js";
 import { createServer as createBatchServer } from "../../services/batch/src/server.js";
 import { JobRepository } from "../../services/batch/src/store/job-repository.js";
+import { PiiCipher, randomKeyRing } from "../../services/domain/src/pii/cipher.js";
 import { policy as domainPolicy } from "../../services/domain/src/routes.js";
 import { createServer as createDomainServer } from "../../services/domain/src/server.js";
 import { CatalogStore, ExtrasStore } from "../../services/domain/src/store/catalog-store.js";
+import { CustomerStore } from "../../services/domain/src/store/customer-store.js";
+import { InvoiceStore } from "../../services/domain/src/store/invoice-store.js";
+import { LineStore } from "../../services/domain/src/store/line-store.js";
 import { OperatorStore } from "../../services/domain/src/store/operator-store.js";
+import { PaymentStore } from "../../services/domain/src/store/payment-store.js";
 import type { Policy } from "../../services/kit/src/auth.js";
+import { createLogger } from "../../services/kit/src/logger.js";
 import { createKnex } from "../../services/kit/src/postgres.js";
 import { createRedis, redisReady } from "../../services/kit/src/redis.js";
 import type { Listening, RpcServer } from "../../services/kit/src/server.js";
@@ -19,6 +25,11 @@ import { policy as usagePolicy } from "../../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../../services/usage/src/server.js";
 import { LineUsageStore } from "../../services/usage/src/store/line-usage-store.js";
 import { signer, verifier } from "./auth.js";
+
+/** Personal data in tests is sealed with keys made for this process. */
+export const testRing = randomKeyRing(["t1"]);
+export const testPii = new PiiCipher(testRing);
+
 import { TEST_DATABASE_URL, TEST_REDIS_URL, testLogger } from "./env.js";
 
 export type UnitName = "usage" | "message" | "domain" | "batch";
@@ -31,8 +42,11 @@ export interface RunningUnits {
   stop(): Promise<void>;
 }
 
-/** The four units in this process on port 0, on the real test database and Redis. */
-export async function startUnits(): Promise<RunningUnits> {
+/**
+ * The four units in this process on port 0, on the real test database and Redis. `logs`: write
+ * the units' logs there (level debug) instead of stdout, for tests that inspect them.
+ */
+export async function startUnits(opts: { logs?: NodeJS.WritableStream } = {}): Promise<RunningUnits> {
   await migrateAll(TEST_DATABASE_URL, undefined, () => {});
   const knex = {
     domain: createKnex({ url: TEST_DATABASE_URL, schema: "domain", poolMax: 4 }),
@@ -42,7 +56,7 @@ export async function startUnits(): Promise<RunningUnits> {
   const redis = createRedis(TEST_REDIS_URL, testLogger("test"), "test");
   await redisReady(redis, TEST_REDIS_URL);
   const settings = (unit: string, policy: Policy) => ({
-    logger: testLogger(unit),
+    logger: opts.logs ? createLogger({ unit, level: "debug", destination: opts.logs }) : testLogger(unit),
     drainDelayMs: 0,
     drainTimeoutMs: 2_000,
     auth: { verifier, policy },
@@ -57,6 +71,13 @@ export async function startUnits(): Promise<RunningUnits> {
         operators: new OperatorStore(knex.domain),
         signer,
         tokenTtlSeconds: 600,
+        pii: testPii,
+        customers: new CustomerStore(knex.domain, testPii),
+        numberRetentionDays: 90,
+        payments: new PaymentStore(knex.domain, "Asia/Seoul"),
+        invoices: new InvoiceStore(knex.domain),
+        lines: new LineStore(knex.domain),
+        timeZone: "Asia/Seoul",
       },
       settings("domain", domainPolicy),
     ),

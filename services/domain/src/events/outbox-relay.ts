@@ -1,0 +1,129 @@
+import type { Producer } from "kafkajs";
+import type { Knex } from "knex";
+import type { Logger } from "../../../kit/src/logger.js";
+
+export interface OutboxRelayOptions {
+  knex: Knex;
+  producer: Producer;
+  logger: Logger;
+  /** Rows per round trip. */
+  batchSize?: number;
+  /** Pause after a round that found nothing to send. */
+  pollIntervalMs?: number;
+}
+
+interface OutboxRow {
+  outbox_id: string;
+  topic: string;
+  key: string;
+  payload: Buffer;
+  headers: Record<string, string>;
+}
+
+/**
+ * Publishes the outbox: takes the oldest unpublished rows, sends them to their topics (key and
+ * headers as written, so the W3C traceparent of the change travels on) and marks them published
+ * only after the broker acknowledged them, in the transaction that holds their row locks.
+ *
+ * At least once: a crash after the ack and before the commit sends those rows again (consumers
+ * deduplicate on the event id). In order per line: rows are sent in id order, one request in
+ * flight (see createProducer), and several relays may run at once: SKIP LOCKED keeps them off
+ * each other's rows, and a row is only taken when no earlier unpublished row of the same key is
+ * outside the batch (i.e. held by another relay), so a line's later change never overtakes an
+ * earlier one.
+ */
+export class OutboxRelay {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  private readonly log: Logger;
+  private readonly batchSize: number;
+  private readonly pollIntervalMs: number;
+
+  constructor(private readonly o: OutboxRelayOptions) {
+    this.log = o.logger.child({ component: "outbox-relay" });
+    this.batchSize = o.batchSize ?? 500;
+    this.pollIntervalMs = o.pollIntervalMs ?? 200;
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Finishes the round in hand (its rows are acknowledged and marked), then stops. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.running) {
+      let sent = 0;
+      try {
+        sent = await this.relayOnce();
+        failures = 0;
+      } catch (err) {
+        failures++;
+        this.log.error({ err, failures }, "outbox relay round failed; rows stay unpublished and are retried");
+      }
+      if (sent === 0 || failures > 0) {
+        const pause = failures > 0 ? Math.min(this.pollIntervalMs * 2 ** failures, 10_000) : this.pollIntervalMs;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, pause);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
+    }
+  }
+
+  /** One round: returns how many records were published. */
+  async relayOnce(): Promise<number> {
+    return this.o.knex.transaction(async (trx) => {
+      const { rows } = await trx.raw<{ rows: OutboxRow[] }>(
+        `with batch as (
+           select outbox_id, key from domain.outbox
+            where published_at is null
+            order by outbox_id
+            limit ?
+            for update skip locked)
+         select o.outbox_id, o.topic, o.key, o.payload, o.headers
+           from domain.outbox o join batch b on b.outbox_id = o.outbox_id
+          where not exists (
+            select 1 from domain.outbox e
+             where e.key = b.key and e.published_at is null and e.outbox_id < b.outbox_id
+               and e.outbox_id not in (select outbox_id from batch))
+          order by o.outbox_id`,
+        [this.batchSize],
+      );
+      if (rows.length === 0) return 0;
+      const byTopic = new Map<string, OutboxRow[]>();
+      for (const r of rows) {
+        const list = byTopic.get(r.topic) ?? [];
+        list.push(r);
+        byTopic.set(r.topic, list);
+      }
+      await this.o.producer.sendBatch({
+        acks: -1,
+        topicMessages: [...byTopic].map(([topic, list]) => ({
+          topic,
+          messages: list.map((r) => ({ key: r.key, value: r.payload, headers: r.headers })),
+        })),
+      });
+      await trx("domain.outbox")
+        .whereIn(
+          "outbox_id",
+          rows.map((r) => r.outbox_id),
+        )
+        .update({ published_at: trx.fn.now() });
+      return rows.length;
+    });
+  }
+}

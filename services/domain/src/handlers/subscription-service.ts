@@ -1,0 +1,350 @@
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
+import type { Knex } from "knex";
+import {
+  type ActivateLineRequest,
+  ActivateLineResponseSchema,
+  type CancelVasRequest,
+  CancelVasResponseSchema,
+  type ChangePlanRequest,
+  ChangePlanResponseSchema,
+  type GetLineHistoryRequest,
+  GetLineHistoryResponseSchema,
+  type GetLineRequest,
+  GetLineResponseSchema,
+  type GrantDiscountRequest,
+  GrantDiscountResponseSchema,
+  type Line,
+  LineSchema,
+  LineStatus,
+  type ListLineQuotasRequest,
+  ListLineQuotasResponseSchema,
+  type ListLinesRequest,
+  ListLinesResponseSchema,
+  NumberSource,
+  PlanChangeTiming,
+  type ResumeLineRequest,
+  ResumeLineResponseSchema,
+  type SubscribeVasRequest,
+  SubscribeVasResponseSchema,
+  type SubscriptionService,
+  type SuspendLineRequest,
+  SuspendLineResponseSchema,
+  type TerminateLineRequest,
+  TerminateLineResponseSchema,
+  type WithdrawDiscountRequest,
+  WithdrawDiscountResponseSchema,
+} from "../../../../gen/telco/domain/v1/subscription_pb.js";
+import { assertLineAccess, mayReveal, principalOf } from "../../../kit/src/auth.js";
+import { decodePageToken, encodePageToken, ID_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
+import { TRACE_HEADERS } from "../../../kit/src/kafka.js";
+import { once } from "../idempotency.js";
+import type { PiiCipher } from "../pii/cipher.js";
+import { formatPhone, maskPhone } from "../pii/normalise.js";
+import type { Headers, LineRow, LineStatusName, LineStore, PeriodRow } from "../store/line-store.js";
+import { NUMBER_CONTEXT } from "../store/number-pool.js";
+
+const SUBSCRIPTION_ID_RE = /^L\d{10}$/;
+const CATALOGUE_ID_RE = /^[A-Z0-9][A-Z0-9-]{1,31}$/;
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+const STATUS_TO_PROTO: Record<LineStatusName, LineStatus> = {
+  active: LineStatus.ACTIVE,
+  suspended: LineStatus.SUSPENDED,
+  terminated: LineStatus.TERMINATED,
+};
+const STATUS_FROM_PROTO: Partial<Record<LineStatus, LineStatusName>> = {
+  [LineStatus.ACTIVE]: "active",
+  [LineStatus.SUSPENDED]: "suspended",
+  [LineStatus.TERMINATED]: "terminated",
+};
+
+export interface SubscriptionSettings {
+  /** Days a terminated line's number stays held for its customer. */
+  numberRetentionDays: number;
+  /** The carrier's time zone: "next month" starts at 00:00 on its first day there. */
+  timeZone: string;
+}
+
+const ts = (d: Date | null) => (d ? timestampFromDate(d) : undefined);
+const period = (p: PeriodRow) => ({ validFrom: timestampFromDate(p.valid_from), validTo: ts(p.valid_to) });
+
+function checkRequestId(v: Violations, requestId: string): void {
+  v.check(ID_RE.test(requestId), "request_id", "required: 1-64 letters, digits, '.', '_', ':' or '-'");
+}
+function checkLine(v: Violations, subscriptionId: string): void {
+  v.check(SUBSCRIPTION_ID_RE.test(subscriptionId), "subscription_id", "required: 'L' and 10 digits");
+}
+function checkCatalogueId(v: Violations, field: string, id: string): void {
+  v.check(CATALOGUE_ID_RE.test(id), field, "required: 2-32 capital letters, digits or '-'");
+}
+
+/** The W3C trace context of the request, carried into the outbox records it causes. */
+function traceHeaders(ctx: HandlerContext): Headers {
+  const h: Headers = {};
+  for (const name of TRACE_HEADERS) {
+    const value = ctx.requestHeader.get(name);
+    if (value) h[name] = value;
+  }
+  return h;
+}
+
+export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionService> {
+  constructor(
+    private readonly store: LineStore,
+    private readonly pii: PiiCipher,
+    private readonly settings: SubscriptionSettings,
+  ) {}
+
+  private toLine(r: LineRow, reveal = false): Line {
+    const digits = this.pii.open(r.number_sealed, NUMBER_CONTEXT);
+    return create(LineSchema, {
+      subscriptionId: r.subscription_id,
+      customerId: r.customer_id,
+      phoneNumber: reveal ? formatPhone(digits) : maskPhone(digits),
+      status: STATUS_TO_PROTO[r.status],
+      planId: r.plan_id ?? "",
+      quotaBytes: BigInt(r.quota_bytes ?? 0),
+      activatedAt: timestampFromDate(r.activated_at),
+      terminatedAt: ts(r.terminated_at),
+    });
+  }
+
+  /** A mutation in one transaction, answered once per request id (see idempotency.ts). */
+  private mutate<Desc extends DescMessage>(
+    method: string,
+    requestId: string,
+    schema: Desc,
+    run: (trx: Knex.Transaction) => Promise<MessageShape<Desc>>,
+  ): Promise<MessageShape<Desc>> {
+    return this.store.transaction((trx) => once(trx, method, requestId, schema, () => run(trx)));
+  }
+
+  private async lineIn(trx: Knex.Transaction, id: string): Promise<Line> {
+    const row = await this.store.getLine(id, trx);
+    if (!row) throw notFound(`line ${id}`);
+    return this.toLine(row);
+  }
+
+  async activateLine(req: ActivateLineRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    v.check(UUID_RE.test(req.customerId), "customer_id", "required: a customer id (UUID)");
+    checkCatalogueId(v, "plan_id", req.planId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("ActivateLine", req.requestId, ActivateLineResponseSchema, async (trx) => {
+      const { subscriptionId, source } = await this.store.activate(
+        trx,
+        req.customerId.toLowerCase(),
+        req.planId,
+        headers,
+      );
+      return create(ActivateLineResponseSchema, {
+        line: await this.lineIn(trx, subscriptionId),
+        numberSource: source === "returned" ? NumberSource.RETURNED : NumberSource.ALLOCATED,
+      });
+    });
+  }
+
+  async getLine(req: GetLineRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkLine(v, req.subscriptionId);
+    if (req.reveal) v.check(req.revealReason.trim().length > 0, "reveal_reason", "required when reveal is set");
+    v.check(req.revealReason.length <= 200, "reveal_reason", "at most 200 characters");
+    v.throwIfAny();
+    const p = principalOf(ctx);
+    assertLineAccess(p, req.subscriptionId);
+    if (req.reveal && !mayReveal(p))
+      throw new ConnectError(`role ${p.role} may not see numbers in clear`, Code.PermissionDenied);
+    if (!req.reveal) {
+      const row = await this.store.getLine(req.subscriptionId);
+      if (!row) throw notFound(`line ${req.subscriptionId}`);
+      return create(GetLineResponseSchema, { line: this.toLine(row) });
+    }
+    return this.store.transaction(async (trx) => {
+      const row = await this.store.getLine(req.subscriptionId, trx);
+      if (!row) throw notFound(`line ${req.subscriptionId}`);
+      await this.store.auditReveal(trx, p, req.subscriptionId, req.revealReason.trim());
+      return create(GetLineResponseSchema, { line: this.toLine(row, true) });
+    });
+  }
+
+  async listLines(req: ListLinesRequest) {
+    const v = new Violations();
+    const limit = pageSize(req.pageSize, 100, 500, v);
+    const after = decodePageToken(req.pageToken, v);
+    const status = STATUS_FROM_PROTO[req.status];
+    v.check(req.status === LineStatus.UNSPECIFIED || status !== undefined, "status", "unknown line status");
+    v.throwIfAny();
+    const rows = await this.store.listLines({
+      after: after === undefined ? undefined : String(after),
+      limit: limit + 1,
+      status,
+    });
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return create(ListLinesResponseSchema, {
+      lines: page.map((r) => this.toLine(r)),
+      nextPageToken: rows.length > limit && last ? encodePageToken(last.subscription_id) : "",
+    });
+  }
+
+  async changePlan(req: ChangePlanRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    checkCatalogueId(v, "new_plan_id", req.newPlanId);
+    v.check(
+      req.timing === PlanChangeTiming.NOW || req.timing === PlanChangeTiming.NEXT_MONTH,
+      "timing",
+      "required: NOW or NEXT_MONTH",
+    );
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("ChangePlan", req.requestId, ChangePlanResponseSchema, async (trx) => {
+      const p = await this.store.changePlan(
+        trx,
+        req.subscriptionId,
+        req.newPlanId,
+        req.timing === PlanChangeTiming.NOW ? "now" : "next_month",
+        this.settings.timeZone,
+        headers,
+      );
+      return create(ChangePlanResponseSchema, {
+        line: await this.lineIn(trx, req.subscriptionId),
+        period: { planId: p.item_id, ...period(p) },
+      });
+    });
+  }
+
+  async suspendLine(req: SuspendLineRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    v.check(req.reason.length <= 200, "reason", "at most 200 characters");
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("SuspendLine", req.requestId, SuspendLineResponseSchema, async (trx) => {
+      await this.store.suspend(trx, req.subscriptionId, req.reason.trim(), headers);
+      return create(SuspendLineResponseSchema, { line: await this.lineIn(trx, req.subscriptionId) });
+    });
+  }
+
+  async resumeLine(req: ResumeLineRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("ResumeLine", req.requestId, ResumeLineResponseSchema, async (trx) => {
+      await this.store.resume(trx, req.subscriptionId, headers);
+      return create(ResumeLineResponseSchema, { line: await this.lineIn(trx, req.subscriptionId) });
+    });
+  }
+
+  async terminateLine(req: TerminateLineRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("TerminateLine", req.requestId, TerminateLineResponseSchema, async (trx) => {
+      await this.store.terminate(trx, req.subscriptionId, this.settings.numberRetentionDays, headers);
+      return create(TerminateLineResponseSchema, { line: await this.lineIn(trx, req.subscriptionId) });
+    });
+  }
+
+  async subscribeVas(req: SubscribeVasRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    checkCatalogueId(v, "vas_id", req.vasId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("SubscribeVas", req.requestId, SubscribeVasResponseSchema, async (trx) => {
+      const p = await this.store.addonStart(trx, "vas", req.subscriptionId, req.vasId, headers);
+      return create(SubscribeVasResponseSchema, { period: { vasId: p.item_id, ...period(p) } });
+    });
+  }
+
+  async cancelVas(req: CancelVasRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    checkCatalogueId(v, "vas_id", req.vasId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("CancelVas", req.requestId, CancelVasResponseSchema, async (trx) => {
+      const p = await this.store.addonEnd(trx, "vas", req.subscriptionId, req.vasId, headers);
+      return create(CancelVasResponseSchema, { period: { vasId: p.item_id, ...period(p) } });
+    });
+  }
+
+  async grantDiscount(req: GrantDiscountRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    checkCatalogueId(v, "discount_id", req.discountId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("GrantDiscount", req.requestId, GrantDiscountResponseSchema, async (trx) => {
+      const p = await this.store.addonStart(trx, "discount", req.subscriptionId, req.discountId, headers);
+      return create(GrantDiscountResponseSchema, { period: { discountId: p.item_id, ...period(p) } });
+    });
+  }
+
+  async withdrawDiscount(req: WithdrawDiscountRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkRequestId(v, req.requestId);
+    checkLine(v, req.subscriptionId);
+    checkCatalogueId(v, "discount_id", req.discountId);
+    v.throwIfAny();
+    const headers = traceHeaders(ctx);
+    return this.mutate("WithdrawDiscount", req.requestId, WithdrawDiscountResponseSchema, async (trx) => {
+      const p = await this.store.addonEnd(trx, "discount", req.subscriptionId, req.discountId, headers);
+      return create(WithdrawDiscountResponseSchema, { period: { discountId: p.item_id, ...period(p) } });
+    });
+  }
+
+  async getLineHistory(req: GetLineHistoryRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    checkLine(v, req.subscriptionId);
+    v.throwIfAny();
+    assertLineAccess(principalOf(ctx), req.subscriptionId);
+    if (!(await this.store.exists(req.subscriptionId))) throw notFound(`line ${req.subscriptionId}`);
+    const h = await this.store.history(req.subscriptionId);
+    return create(GetLineHistoryResponseSchema, {
+      plans: h.plans.map((p) => ({ planId: p.item_id, ...period(p) })),
+      vas: h.vas.map((p) => ({ vasId: p.item_id, ...period(p) })),
+      discounts: h.discounts.map((p) => ({ discountId: p.item_id, ...period(p) })),
+      statusChanges: h.statuses.map((s) => ({
+        status: STATUS_TO_PROTO[s.status],
+        at: timestampFromDate(s.at),
+        reason: s.reason,
+      })),
+    });
+  }
+
+  async *listLineQuotas(req: ListLineQuotasRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    const limit = pageSize(req.pageSize, 5_000, 10_000, v);
+    v.throwIfAny();
+    let after: string | undefined;
+    for (;;) {
+      if (ctx.signal.aborted) return;
+      const rows = await this.store.quotaPage(after, limit);
+      if (rows.length === 0) return;
+      yield create(ListLineQuotasResponseSchema, {
+        quotas: rows.map((r) => ({
+          subscriptionId: r.subscription_id,
+          planId: r.plan_id,
+          quotaBytes: BigInt(r.quota_bytes),
+        })),
+      });
+      if (rows.length < limit) return;
+      after = rows.at(-1)?.subscription_id;
+    }
+  }
+}

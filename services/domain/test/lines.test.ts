@@ -1,0 +1,415 @@
+/**
+ * Lines against the real PostgreSQL test database: number allocation under concurrency, the
+ * held number of a returning customer, plan history that the database itself keeps free of
+ * overlaps, status rules, idempotent retries, and who may read which line.
+ */
+import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  LineStatus,
+  NumberSource,
+  PlanChangeTiming,
+  SubscriptionService,
+} from "../../../gen/telco/domain/v1/subscription_pb.js";
+import { tokenFor } from "../../../test/support/auth.js";
+import { grpcClient } from "../../../test/support/clients.js";
+import { TEST_DATABASE_URL } from "../../../test/support/env.js";
+import { type RunningUnits, startUnits } from "../../../test/support/units.js";
+import { encodePageToken, fieldViolations } from "../../kit/src/errors.js";
+import { createKnex, type Knex } from "../../kit/src/postgres.js";
+import { LineStore } from "../src/store/line-store.js";
+import { newCustomer as makeCustomer, ownPool } from "./pool-fixture.js";
+
+let units: RunningUnits;
+let knex: Knex;
+let admin: ReturnType<typeof grpcClient<typeof SubscriptionService>>;
+let url: string;
+const newCustomer = () => makeCustomer(knex);
+const GiB = 1024n ** 3n;
+
+async function codeOf(p: Promise<unknown>): Promise<Code> {
+  try {
+    await p;
+  } catch (e) {
+    return ConnectError.from(e).code;
+  }
+  assert.fail("expected the call to fail");
+}
+
+const numberOf = async (subscriptionId: string) =>
+  (await knex("domain.subscriptions").where({ subscription_id: subscriptionId }).first())?.number_id as string;
+
+const activate = (customerId: string, planId = "5G-STD-110G", requestId: string = randomUUID()) =>
+  admin.activateLine({ requestId, customerId, planId });
+
+before(async () => {
+  units = await startUnits();
+  knex = units.knex.domain;
+  url = units.at.domain.url;
+  admin = grpcClient(SubscriptionService, url, await tokenFor("admin"));
+  await ownPool(knex, 400);
+});
+after(async () => {
+  await units?.stop();
+});
+
+describe("activation", () => {
+  it("200 concurrent activations hand out 200 distinct numbers", async () => {
+    // Straight at the store with a pool wide enough that the transactions really overlap.
+    const wide = createKnex({ url: TEST_DATABASE_URL, schema: "domain", poolMax: 50 });
+    try {
+      const store = new LineStore(wide);
+      const customers = await Promise.all(Array.from({ length: 200 }, () => newCustomer()));
+      const lines = await Promise.all(
+        customers.map((c) => store.transaction((trx) => store.activate(trx, c, "5G-SLIM-8G", {}))),
+      );
+      const ids = lines.map((l) => l.subscriptionId);
+      assert.equal(new Set(ids).size, 200);
+      const numbers = await knex("domain.subscriptions").whereIn("subscription_id", ids).pluck("number_id");
+      assert.equal(new Set(numbers).size, 200, "every line has its own number");
+      const statuses = await knex("domain.numbers").whereIn("number_id", numbers).pluck("status");
+      assert.ok(statuses.every((s) => s === "assigned"));
+    } finally {
+      await wide.destroy();
+    }
+  });
+
+  it("activates with a masked number, the plan's quota, an open plan period and a welcome request", async () => {
+    const customerId = await newCustomer();
+    const { line, numberSource } = await activate(customerId, "5G-BASIC-24G");
+    assert.ok(line);
+    assert.equal(numberSource, NumberSource.ALLOCATED);
+    assert.match(line.subscriptionId, /^L\d{10}$/);
+    assert.match(line.phoneNumber, /^010-\*\*\*\*-\d{4}$/);
+    assert.equal(line.status, LineStatus.ACTIVE);
+    assert.equal(line.planId, "5G-BASIC-24G");
+    assert.equal(line.quotaBytes, 24n * GiB);
+    const history = await admin.getLineHistory({ subscriptionId: line.subscriptionId });
+    assert.equal(history.plans.length, 1);
+    assert.equal(history.plans[0]?.validTo, undefined);
+    assert.equal(history.statusChanges[0]?.status, LineStatus.ACTIVE);
+    const outbox = await knex("domain.outbox").where({ key: line.subscriptionId }).orderBy("outbox_id");
+    assert.deepEqual(
+      outbox.map((r) => [r.topic, r.event_id]),
+      [
+        ["domain.events", `${line.subscriptionId}:1`],
+        ["notification.requests", `welcome:${line.subscriptionId}`],
+      ],
+    );
+  });
+
+  it("a returning customer gets their number back inside the window and a new one after it", async () => {
+    const customerId = await newCustomer();
+    const first = (await activate(customerId)).line?.subscriptionId as string;
+    const number = await numberOf(first);
+    await admin.terminateLine({ requestId: randomUUID(), subscriptionId: first });
+
+    const again = await activate(customerId);
+    assert.equal(again.numberSource, NumberSource.RETURNED);
+    const second = again.line?.subscriptionId as string;
+    assert.equal(await numberOf(second), number);
+
+    await admin.terminateLine({ requestId: randomUUID(), subscriptionId: second });
+    await knex("domain.numbers")
+      .where({ number_id: number })
+      .update({ held_until: knex.raw("now() - interval '1 second'") });
+    const third = await activate(customerId);
+    assert.equal(third.numberSource, NumberSource.ALLOCATED);
+    assert.notEqual(await numberOf(third.line?.subscriptionId as string), number);
+  });
+
+  it("is idempotent on request_id, also when the retries race", async () => {
+    const customerId = await newCustomer();
+    const requestId = randomUUID();
+    const answers = await Promise.all(Array.from({ length: 5 }, () => activate(customerId, "5G-STD-110G", requestId)));
+    const ids = new Set(answers.map((a) => a.line?.subscriptionId));
+    assert.equal(ids.size, 1);
+    const later = await activate(customerId, "5G-STD-110G", requestId);
+    assert.equal(later.line?.subscriptionId, answers[0]?.line?.subscriptionId);
+    const count = await knex("domain.subscriptions")
+      .where({ customer_id: customerId })
+      .count<{ n: string }[]>("* as n");
+    assert.equal(Number(count[0]?.n), 1);
+  });
+
+  it("refuses unknown customers and plans, inactive plans, and names bad fields", async () => {
+    assert.equal(await codeOf(activate(randomUUID())), Code.NotFound);
+    assert.equal(await codeOf(activate(await newCustomer(), "NO-SUCH-PLAN")), Code.NotFound);
+    assert.equal(await codeOf(activate(await newCustomer(), "LTE-SENIOR-1G")), Code.FailedPrecondition);
+    try {
+      await admin.activateLine({ requestId: "", customerId: "nope", planId: "x" });
+      assert.fail("accepted");
+    } catch (e) {
+      assert.equal(ConnectError.from(e).code, Code.InvalidArgument);
+      assert.deepEqual(
+        fieldViolations(e)
+          .map((v) => v.field)
+          .sort(),
+        ["customer_id", "plan_id", "request_id"],
+      );
+    }
+    try {
+      await admin.changePlan({ requestId: "r", subscriptionId: "X1", newPlanId: "5G-STD-110G" });
+      assert.fail("accepted");
+    } catch (e) {
+      assert.deepEqual(
+        fieldViolations(e)
+          .map((v) => v.field)
+          .sort(),
+        ["subscription_id", "timing"],
+      );
+    }
+  });
+});
+
+describe("plan history", () => {
+  it("the database rejects two overlapping plan rows, even by raw SQL", async () => {
+    const sid = (await activate(await newCustomer())).line?.subscriptionId as string;
+    await assert.rejects(
+      knex.raw(
+        "insert into domain.subscription_plan (subscription_id, plan_id, valid) values (?, '5G-SLIM-8G', tstzrange(now() - interval '1 day', now() + interval '1 day'))",
+        [sid],
+      ),
+      (e: { code?: string }) => e.code === "23P01",
+    );
+  });
+
+  it("a change now closes the open period and opens the new one", async () => {
+    const sid = (await activate(await newCustomer(), "5G-SLIM-8G")).line?.subscriptionId as string;
+    const res = await admin.changePlan({
+      requestId: randomUUID(),
+      subscriptionId: sid,
+      newPlanId: "5G-PREMIUM-UNL",
+      timing: PlanChangeTiming.NOW,
+    });
+    assert.equal(res.line?.planId, "5G-PREMIUM-UNL");
+    assert.equal(res.line?.quotaBytes, 0n, "unlimited");
+    const h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.deepEqual(
+      h.plans.map((p) => p.planId),
+      ["5G-SLIM-8G", "5G-PREMIUM-UNL"],
+    );
+    assert.deepEqual(h.plans[0]?.validTo, h.plans[1]?.validFrom, "closed where the new one starts");
+    assert.equal(h.plans[1]?.validTo, undefined);
+    const same = admin.changePlan({
+      requestId: randomUUID(),
+      subscriptionId: sid,
+      newPlanId: "5G-PREMIUM-UNL",
+      timing: PlanChangeTiming.NOW,
+    });
+    assert.equal(await codeOf(same), Code.FailedPrecondition);
+  });
+
+  it("NEXT_MONTH starts at 00:00 on the first of next month in Asia/Seoul; a later change replaces it", async () => {
+    const sid = (await activate(await newCustomer(), "5G-SLIM-8G")).line?.subscriptionId as string;
+    const seoulNow = new Date(Date.now() + 9 * 3_600_000);
+    const expected = Date.UTC(seoulNow.getUTCFullYear(), seoulNow.getUTCMonth() + 1, 1) - 9 * 3_600_000;
+    const change = (planId: string, timing: PlanChangeTiming) =>
+      admin.changePlan({ requestId: randomUUID(), subscriptionId: sid, newPlanId: planId, timing });
+
+    const res = await change("5G-BASIC-24G", PlanChangeTiming.NEXT_MONTH);
+    assert.equal(Number(res.period?.validFrom?.seconds) * 1000, expected);
+    assert.equal(res.line?.planId, "5G-SLIM-8G", "the current plan stays until then");
+
+    await change("5G-STD-110G", PlanChangeTiming.NEXT_MONTH);
+    let h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.deepEqual(
+      h.plans.map((p) => [p.planId, p.validTo === undefined]),
+      [
+        ["5G-SLIM-8G", false],
+        ["5G-STD-110G", true],
+      ],
+      "the pending change was replaced, not stacked",
+    );
+    assert.equal(Number(h.plans[0]?.validTo?.seconds) * 1000, expected);
+    assert.equal(await codeOf(change("5G-STD-110G", PlanChangeTiming.NEXT_MONTH)), Code.FailedPrecondition);
+
+    await change("LTE-DATA-2G", PlanChangeTiming.NOW);
+    h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.deepEqual(
+      h.plans.map((p) => p.planId),
+      ["5G-SLIM-8G", "LTE-DATA-2G"],
+      "a change now also drops the pending one",
+    );
+    assert.equal(h.plans[1]?.validTo, undefined);
+  });
+
+  it("VAS and discounts are history rows with the usual errors", async () => {
+    const sid = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const r = () => randomUUID();
+    await admin.subscribeVas({ requestId: r(), subscriptionId: sid, vasId: "RINGBACK" });
+    assert.equal(
+      await codeOf(admin.subscribeVas({ requestId: r(), subscriptionId: sid, vasId: "RINGBACK" })),
+      Code.AlreadyExists,
+    );
+    const cancelled = await admin.cancelVas({ requestId: r(), subscriptionId: sid, vasId: "RINGBACK" });
+    assert.ok(cancelled.period?.validTo);
+    assert.equal(
+      await codeOf(admin.cancelVas({ requestId: r(), subscriptionId: sid, vasId: "RINGBACK" })),
+      Code.FailedPrecondition,
+    );
+    await admin.grantDiscount({ requestId: r(), subscriptionId: sid, discountId: "CONTRACT-25" });
+    assert.equal(
+      await codeOf(admin.grantDiscount({ requestId: r(), subscriptionId: sid, discountId: "CONTRACT-25" })),
+      Code.AlreadyExists,
+    );
+    assert.equal(
+      await codeOf(admin.withdrawDiscount({ requestId: r(), subscriptionId: sid, discountId: "FAMILY-5500" })),
+      Code.FailedPrecondition,
+    );
+    assert.equal(
+      await codeOf(admin.subscribeVas({ requestId: r(), subscriptionId: sid, vasId: "NO-SUCH" })),
+      Code.NotFound,
+    );
+    const h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.equal(h.vas.length, 1);
+    assert.equal(h.discounts.length, 1);
+    assert.equal(h.discounts[0]?.validTo, undefined);
+  });
+});
+
+describe("status", () => {
+  it("suspend / resume follow the status rules", async () => {
+    const sid = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const r = () => randomUUID();
+    assert.equal(await codeOf(admin.resumeLine({ requestId: r(), subscriptionId: sid })), Code.FailedPrecondition);
+    const s = await admin.suspendLine({ requestId: r(), subscriptionId: sid, reason: "lost phone" });
+    assert.equal(s.line?.status, LineStatus.SUSPENDED);
+    assert.equal(
+      await codeOf(admin.suspendLine({ requestId: r(), subscriptionId: sid, reason: "" })),
+      Code.FailedPrecondition,
+    );
+    const back = await admin.resumeLine({ requestId: r(), subscriptionId: sid });
+    assert.equal(back.line?.status, LineStatus.ACTIVE);
+    const h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.deepEqual(
+      h.statusChanges.map((c) => c.status),
+      [LineStatus.ACTIVE, LineStatus.SUSPENDED, LineStatus.ACTIVE],
+    );
+    assert.equal(h.statusChanges[1]?.reason, "lost phone");
+  });
+
+  it("terminate closes every open period and holds the number for the customer; retries replay", async () => {
+    const customerId = await newCustomer();
+    const sid = (await activate(customerId)).line?.subscriptionId as string;
+    await admin.subscribeVas({ requestId: randomUUID(), subscriptionId: sid, vasId: "SPAM-BLOCK" });
+    await admin.changePlan({
+      requestId: randomUUID(),
+      subscriptionId: sid,
+      newPlanId: "5G-BASIC-24G",
+      timing: PlanChangeTiming.NEXT_MONTH,
+    });
+    const requestId = randomUUID();
+    const t = await admin.terminateLine({ requestId, subscriptionId: sid });
+    assert.equal(t.line?.status, LineStatus.TERMINATED);
+    assert.ok(t.line?.terminatedAt);
+    const retry = await admin.terminateLine({ requestId, subscriptionId: sid });
+    assert.deepEqual(retry.line?.terminatedAt, t.line?.terminatedAt, "the retry replays the first answer");
+    assert.equal(
+      await codeOf(admin.terminateLine({ requestId: randomUUID(), subscriptionId: sid })),
+      Code.FailedPrecondition,
+    );
+
+    const h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.equal(h.plans.length, 1, "the pending change went with the line");
+    assert.ok(
+      [...h.plans, ...h.vas].every((p) => p.validTo !== undefined),
+      "nothing stays open",
+    );
+    const n = await knex("domain.numbers")
+      .where({ number_id: await numberOf(sid) })
+      .first();
+    assert.equal(n?.status, "held");
+    assert.equal(n?.held_for, customerId);
+    const days = (new Date(n?.held_until).getTime() - Date.now()) / 86_400_000;
+    assert.ok(days > 89.9 && days <= 90, `held for ${days} days`);
+    const change = admin.changePlan({
+      requestId: randomUUID(),
+      subscriptionId: sid,
+      newPlanId: "5G-SLIM-8G",
+      timing: PlanChangeTiming.NOW,
+    });
+    assert.equal(await codeOf(change), Code.FailedPrecondition);
+  });
+});
+
+describe("reading lines", () => {
+  it("a subscriber reads their own line and nobody else's", async () => {
+    const mine = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const theirs = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const me = grpcClient(SubscriptionService, url, await tokenFor("subscriber", [mine]));
+    assert.equal((await me.getLine({ subscriptionId: mine })).line?.subscriptionId, mine);
+    assert.equal(await codeOf(me.getLine({ subscriptionId: theirs })), Code.PermissionDenied);
+    assert.equal(await codeOf(me.getLineHistory({ subscriptionId: theirs })), Code.PermissionDenied);
+    assert.equal(await codeOf(me.listLines({})), Code.PermissionDenied);
+    assert.equal(
+      await codeOf(me.changePlan({ requestId: "r1", subscriptionId: mine, newPlanId: "5G-SLIM-8G", timing: 1 })),
+      Code.PermissionDenied,
+    );
+    assert.equal(
+      await codeOf(me.getLine({ subscriptionId: mine, reveal: true, revealReason: "me" })),
+      Code.PermissionDenied,
+    );
+  });
+
+  it("reveals the number only to operators and admins, with an audit entry", async () => {
+    const sid = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const viewer = grpcClient(SubscriptionService, url, await tokenFor("viewer"));
+    assert.match((await viewer.getLine({ subscriptionId: sid })).line?.phoneNumber ?? "", /\*\*\*\*/);
+    assert.equal(
+      await codeOf(viewer.getLine({ subscriptionId: sid, reveal: true, revealReason: "curious" })),
+      Code.PermissionDenied,
+    );
+    const clear = await admin.getLine({ subscriptionId: sid, reveal: true, revealReason: "customer call #42" });
+    assert.match(clear.line?.phoneNumber ?? "", /^010-\d{4}-\d{4}$/);
+    const audit = await knex("domain.audit_log").where({ target_type: "line", target_id: sid });
+    assert.equal(audit.length, 1);
+    assert.equal(audit[0]?.reason, "customer call #42");
+    assert.equal(audit[0]?.actor, "test-admin");
+    assert.equal(await codeOf(admin.getLine({ subscriptionId: "L0000000000" })), Code.NotFound);
+  });
+
+  it("lists lines in pages and streams the current quotas", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++)
+      ids.push((await activate(await newCustomer(), "LTE-DATA-2G")).line?.subscriptionId as string);
+    const start = `L${String(Number((ids[0] as string).slice(1)) - 1).padStart(10, "0")}`;
+    const first = await admin.listLines({ pageSize: 2, pageToken: encodePageToken(start) });
+    assert.deepEqual(
+      first.lines.map((l) => l.subscriptionId),
+      ids.slice(0, 2),
+    );
+    const second = await admin.listLines({ pageSize: 2, pageToken: first.nextPageToken });
+    assert.equal(second.lines[0]?.subscriptionId, ids[2]);
+    assert.equal(await codeOf(admin.listLines({ pageSize: 501 })), Code.InvalidArgument);
+
+    const service = grpcClient(SubscriptionService, url, await tokenFor("service"));
+    const seen = new Map<string, bigint>();
+    let pages = 0;
+    for await (const page of service.listLineQuotas({ pageSize: 50 })) {
+      pages++;
+      for (const q of page.quotas) seen.set(q.subscriptionId, q.quotaBytes);
+    }
+    assert.ok(pages >= 1);
+    for (const id of ids) assert.equal(seen.get(id), 2n * GiB);
+    const viewer = grpcClient(SubscriptionService, url, await tokenFor("viewer"));
+    const denied = (async () => {
+      for await (const _ of viewer.listLineQuotas({})) {
+        // drain
+      }
+    })();
+    assert.equal(await codeOf(denied), Code.PermissionDenied);
+  });
+});
+
+describe("an empty pool", () => {
+  it("answers RESOURCE_EXHAUSTED", async () => {
+    const holder = await newCustomer();
+    await knex("domain.numbers")
+      .whereIn("status", ["free", "held"])
+      .update({ status: "held", held_for: holder, held_until: "infinity" });
+    assert.equal(await codeOf(activate(await newCustomer())), Code.ResourceExhausted);
+  });
+});
