@@ -35,6 +35,30 @@ function findTests() {
   return out.sort();
 }
 
+/**
+ * Every run starts on an empty telco_test database (migrated by the tests themselves), so no
+ * run inherits rows, sequences or sealed values from an earlier one.
+ */
+async function freshTestDatabase() {
+  const url = new URL(process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/telco_test");
+  const name = url.pathname.slice(1);
+  if (!/^[a-z_][a-z0-9_]*$/.test(name) || !name.includes("test")) {
+    throw new Error(`refusing to recreate database ${JSON.stringify(name)}: its name must contain "test"`);
+  }
+  const admin = new URL(url);
+  admin.pathname = "/postgres";
+  const { default: pg } = await import("pg");
+  const client = new pg.Client({ connectionString: admin.toString() });
+  await client.connect();
+  try {
+    await client.query(`drop database if exists ${name} with (force)`);
+    await client.query(`create database ${name}`);
+  } finally {
+    await client.end();
+  }
+  console.log(`[test] database ${name} recreated`);
+}
+
 async function main() {
   ensureInstalled();
   if (!skipChecks) {
@@ -48,6 +72,8 @@ async function main() {
   console.log(
     `[infra] up (${(infra.ms / 1000).toFixed(1)}s): ${infra.results.map((r) => `${r.name} ${(r.ms / 1000).toFixed(1)}s`).join(", ")}`,
   );
+
+  await freshTestDatabase();
 
   const selected = args.filter((a) => !a.startsWith("--"));
   const files = selected.length ? selected : findTests();

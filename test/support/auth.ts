@@ -1,4 +1,3 @@
-import { randomBytes } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import {
   generateAuthKeys,
@@ -7,6 +6,7 @@ import {
   TokenSigner,
   TokenVerifier,
 } from "../../services/kit/src/auth.js";
+import { TEST_PII_ENV } from "./keys.js";
 
 /** Keys made for this test process: nothing signed with them is valid anywhere else. */
 export const AUTH_KEYS = generateAuthKeys();
@@ -34,8 +34,6 @@ export function bearer(token: string): Interceptor {
 export const AUTH_ENV = {
   AUTH_VERIFY_KEY: AUTH_KEYS.verifyKey,
   AUTH_SIGNING_KEY: AUTH_KEYS.signingKey,
-  // The domain unit's personal-data keys (random, this process only).
-  DOMAIN_PII_KEYS: `t1:${randomBytes(32).toString("base64")}`,
-  DOMAIN_PII_ACTIVE_KEY: "t1",
-  DOMAIN_BLIND_INDEX_KEY: randomBytes(32).toString("base64"),
+  // The domain unit's personal-data keys: the test database's (support/keys.ts).
+  ...TEST_PII_ENV,
 };

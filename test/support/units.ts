@@ -4,7 +4,7 @@ import { migrateAll } from "../../scripts/migrate.js";
 import { policy as batchPolicy } from "../../services/batch/src/routes.js";
 import { createServer as createBatchServer } from "../../services/batch/src/server.js";
 import { JobRepository } from "../../services/batch/src/store/job-repository.js";
-import { PiiCipher, randomKeyRing } from "../../services/domain/src/pii/cipher.js";
+import { PiiCipher } from "../../services/domain/src/pii/cipher.js";
 import { policy as domainPolicy } from "../../services/domain/src/routes.js";
 import { createServer as createDomainServer } from "../../services/domain/src/server.js";
 import { CatalogStore, ExtrasStore } from "../../services/domain/src/store/catalog-store.js";
@@ -25,9 +25,10 @@ import { policy as usagePolicy } from "../../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../../services/usage/src/server.js";
 import { LineUsageStore } from "../../services/usage/src/store/line-usage-store.js";
 import { signer, verifier } from "./auth.js";
+import { testKeyRing } from "./keys.js";
 
 /** Personal data in tests is sealed with keys made for this process. */
-export const testRing = randomKeyRing(["t1"]);
+export const testRing = testKeyRing();
 export const testPii = new PiiCipher(testRing);
 
 import { TEST_DATABASE_URL, TEST_REDIS_URL, testLogger } from "./env.js";

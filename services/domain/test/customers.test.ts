@@ -64,8 +64,11 @@ describe("CustomerService", () => {
     const operator = await as("operator");
     const c = newCustomer();
     const first = await operator.createCustomer(c);
-    const again = await operator.createCustomer({ ...c, name: "다른이름" });
+    const again = await operator.createCustomer(c);
     assert.equal(again.customer?.customerId, first.customer?.customerId, "a retry returns the first customer");
+    // The same request id with a different body is another request: refused, nothing created.
+    const other = await rejects(operator.createCustomer({ ...c, name: "다른이름" }), Code.AlreadyExists);
+    assert.match(other.rawMessage, /request_id .* was already used for a different request/);
     const rows = await units.knex.domain("domain.customers").where({ create_request_id: c.requestId });
     assert.equal(rows.length, 1);
 
@@ -230,9 +233,11 @@ describe("CustomerService", () => {
     assert.equal(updated.customer?.phoneNumber, `010-****-${newPhone.slice(7)}`);
     assert.match(updated.customer?.email ?? "", /^g\*\*\*@example\.kr$/, "other fields kept");
 
-    // A retry of the same request answers the first result and changes nothing more.
-    const retry = await operator.updateCustomer({ requestId, customerId: id, phoneNumber: digits() });
+    // A retry of the same request answers the first result and changes nothing more; the same
+    // request id with another body is refused and changes nothing.
+    const retry = await operator.updateCustomer({ requestId, customerId: id, phoneNumber: newPhone });
     assert.equal(retry.customer?.phoneNumber, updated.customer?.phoneNumber);
+    await rejects(operator.updateCustomer({ requestId, customerId: id, phoneNumber: digits() }), Code.AlreadyExists);
     const clear = await operator.getCustomer({ customerId: id, reveal: true, revealReason: "test" });
     assert.equal(clear.customer?.phoneNumber, dashed(newPhone));
     assert.equal(clear.customer?.name, c.name);

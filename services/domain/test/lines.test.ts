@@ -6,7 +6,10 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { DomainEventSchema } from "../../../gen/telco/domain/v1/events_pb.js";
 import {
   LineStatus,
   NumberSource,
@@ -43,6 +46,37 @@ const numberOf = async (subscriptionId: string) =>
 
 const activate = (customerId: string, planId = "5G-STD-110G", requestId: string = randomUUID()) =>
   admin.activateLine({ requestId, customerId, planId });
+
+/**
+ * The line's plan history is one chain (each period ends where the next starts, only the last
+ * is open), and its plan_changed events in the outbox are exactly its transitions, in order.
+ */
+async function assertPlanChain(sid: string): Promise<number> {
+  const h = await admin.getLineHistory({ subscriptionId: sid });
+  const plans = h.plans.map((p) => ({
+    planId: p.planId,
+    from: p.validFrom ? timestampDate(p.validFrom).getTime() : Number.NaN,
+    to: p.validTo ? timestampDate(p.validTo).getTime() : undefined,
+  }));
+  for (let i = 0; i + 1 < plans.length; i++) {
+    const [a, b] = [plans[i], plans[i + 1]] as [(typeof plans)[0], (typeof plans)[0]];
+    assert.equal(a.to, b.from, `period ${i} ends where period ${i + 1} starts (no gap, no overlap)`);
+    assert.ok(a.from < b.from, `period ${i} starts before period ${i + 1}`);
+    assert.notEqual(a.planId, b.planId, "a transition changes the plan");
+  }
+  assert.equal(plans.at(-1)?.to, undefined, "the last period is open");
+  const rows = await knex("domain.outbox").where({ key: sid, topic: "domain.events" }).orderBy("outbox_id");
+  const changes = rows
+    .map((r) => fromBinary(DomainEventSchema, r.payload))
+    .flatMap((e) => (e.event.case === "planChanged" ? [e.event.value] : []));
+  assert.equal(changes.length, plans.length - 1, "one plan_changed event per history transition");
+  changes.forEach((c, i) => {
+    assert.equal(c.oldPlanId, plans[i]?.planId, `event ${i}: old plan`);
+    assert.equal(c.newPlanId, plans[i + 1]?.planId, `event ${i}: new plan`);
+    assert.equal(c.effectiveFrom && timestampDate(c.effectiveFrom).getTime(), plans[i + 1]?.from, `event ${i}: from`);
+  });
+  return plans.length - 1;
+}
 
 before(async () => {
   units = await startUnits();
@@ -202,6 +236,61 @@ describe("plan history", () => {
     assert.equal(await codeOf(same), Code.FailedPrecondition);
   });
 
+  it("a change that waited for the line's lock lands after the one that held it, not before", async () => {
+    const sid = (await activate(await newCustomer(), "5G-SLIM-8G")).line?.subscriptionId as string;
+    const store = new LineStore(knex);
+    let started!: () => void;
+    let release!: () => void;
+    const bStarted = new Promise<void>((r) => {
+      started = r;
+    });
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    // B begins first (its transaction time, now(), is fixed from here), then waits;
+    // A changes the plan and commits meanwhile; then B changes it.
+    const b = store.transaction(async (trx) => {
+      await trx.raw("select now()");
+      started();
+      await gate;
+      return store.changePlan(trx, sid, "5G-BASIC-24G", "now", "Asia/Seoul", {});
+    });
+    await bStarted;
+    await store.transaction((trx) => store.changePlan(trx, sid, "5G-STD-110G", "now", "Asia/Seoul", {}));
+    release();
+    await b;
+    assert.equal(await assertPlanChain(sid), 2);
+    const h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.deepEqual(
+      h.plans.map((p) => p.planId),
+      ["5G-SLIM-8G", "5G-STD-110G", "5G-BASIC-24G"],
+    );
+  });
+
+  it("10 concurrent plan changes of one line leave one consistent chain and one event per transition", async () => {
+    const sid = (await activate(await newCustomer(), "5G-SLIM-8G")).line?.subscriptionId as string;
+    const plans = ["5G-STD-110G", "5G-BASIC-24G", "LTE-DATA-2G", "5G-PREMIUM-UNL", "5G-SLIM-8G"];
+    const results = await Promise.allSettled(
+      Array.from({ length: 10 }, (_, i) =>
+        admin.changePlan({
+          requestId: randomUUID(),
+          subscriptionId: sid,
+          newPlanId: plans[i % plans.length] as string,
+          timing: PlanChangeTiming.NOW,
+        }),
+      ),
+    );
+    for (const r of results) {
+      if (r.status === "rejected") {
+        // Only "already on that plan" (two equal changes in a row) may refuse.
+        assert.equal(ConnectError.from(r.reason).code, Code.FailedPrecondition, String(r.reason));
+      }
+    }
+    const done = results.filter((r) => r.status === "fulfilled").length;
+    assert.ok(done >= 1);
+    assert.equal(await assertPlanChain(sid), done, "every accepted change is one transition");
+  });
+
   it("NEXT_MONTH starts at 00:00 on the first of next month in Asia/Seoul; a later change replaces it", async () => {
     const sid = (await activate(await newCustomer(), "5G-SLIM-8G")).line?.subscriptionId as string;
     const seoulNow = new Date(Date.now() + 9 * 3_600_000);
@@ -289,6 +378,33 @@ describe("status", () => {
       [LineStatus.ACTIVE, LineStatus.SUSPENDED, LineStatus.ACTIVE],
     );
     assert.equal(h.statusChanges[1]?.reason, "lost phone");
+  });
+
+  it("refuses suspend reasons that could carry personal data, naming `reason`", async () => {
+    const sid = (await activate(await newCustomer())).line?.subscriptionId as string;
+    for (const reason of [
+      "customer called from 01012345678",
+      "reported by 010-1234-5678",
+      "born 1990-01-01",
+      "mail kim@example.kr",
+      "x".repeat(201),
+    ]) {
+      try {
+        await admin.suspendLine({ requestId: randomUUID(), subscriptionId: sid, reason });
+        assert.fail(`accepted ${JSON.stringify(reason)}`);
+      } catch (e) {
+        assert.equal(ConnectError.from(e).code, Code.InvalidArgument, reason);
+        assert.deepEqual(
+          fieldViolations(e).map((v) => v.field),
+          ["reason"],
+        );
+        assert.ok(!ConnectError.from(e).message.includes(reason), "the error does not echo the reason");
+      }
+    }
+    const h = await admin.getLineHistory({ subscriptionId: sid });
+    assert.equal(h.statusChanges.length, 1, "nothing was written");
+    const ok = await admin.suspendLine({ requestId: randomUUID(), subscriptionId: sid, reason: "lost phone, case 42" });
+    assert.equal(ok.line?.status, LineStatus.SUSPENDED);
   });
 
   it("terminate closes every open period and holds the number for the customer; retries replay", async () => {
@@ -401,6 +517,22 @@ describe("reading lines", () => {
       }
     })();
     assert.equal(await codeOf(denied), Code.PermissionDenied);
+  });
+});
+
+describe("stored data that does not open", () => {
+  it("answers DATA_LOSS, not INTERNAL", async () => {
+    const sid = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const numberId = await numberOf(sid);
+    const sealed = (await knex("domain.numbers").where({ number_id: numberId }).first())?.number_sealed as Buffer;
+    const broken = Buffer.from(sealed);
+    broken[broken.length - 1] = (broken[broken.length - 1] as number) ^ 0xff;
+    await knex("domain.numbers").where({ number_id: numberId }).update({ number_sealed: broken });
+    try {
+      assert.equal(await codeOf(admin.getLine({ subscriptionId: sid })), Code.DataLoss);
+    } finally {
+      await knex("domain.numbers").where({ number_id: numberId }).update({ number_sealed: sealed });
+    }
   });
 });
 

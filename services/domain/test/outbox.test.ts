@@ -29,16 +29,34 @@ let kafka: Kafka;
 let producer: Producer;
 let admin: ReturnType<typeof grpcClient<typeof SubscriptionService>>;
 
-/** Collects every record of a topic whose key is one of `keys`, from the beginning. */
+/**
+ * Where each partition ended when this file started: line ids restart with every fresh test
+ * database, so records of earlier runs may carry the same keys and must not count.
+ */
+const startOffsets = new Map<string, Map<number, bigint>>();
+
+async function markStart(topic: string): Promise<void> {
+  const kadmin = kafka.admin();
+  await kadmin.connect();
+  try {
+    const offsets = await kadmin.fetchTopicOffsets(topic);
+    startOffsets.set(topic, new Map(offsets.map((o) => [o.partition, BigInt(o.high)])));
+  } finally {
+    await kadmin.disconnect();
+  }
+}
+
+/** Collects every record of a topic written since this file started whose key is one of `keys`. */
 async function watch(topic: string, keys: Set<string>) {
   const got: { key: string; value: Buffer; headers: Record<string, string> }[] = [];
   const consumer = kafka.consumer({ groupId: unique("outbox-reader") });
   await consumer.connect();
   await consumer.subscribe({ topics: [topic], fromBeginning: true });
   await consumer.run({
-    eachMessage: async ({ message }) => {
+    eachMessage: async ({ partition, message }) => {
       const key = message.key?.toString() ?? "";
       if (!keys.has(key) || !message.value) return;
+      if (BigInt(message.offset) < (startOffsets.get(topic)?.get(partition) ?? 0n)) return;
       const headers: Record<string, string> = {};
       for (const [k, v] of Object.entries(message.headers ?? {})) headers[k] = String(v);
       got.push({ key, value: message.value, headers });
@@ -74,6 +92,8 @@ before(async () => {
   admin = grpcClient(SubscriptionService, units.at.domain.url, await tokenFor("admin"));
   kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "outbox-test", logger });
   producer = await createProducer(kafka);
+  await markStart(TOPICS.domainEvents);
+  await markStart(TOPICS.notificationRequests);
   await ownPool(knex, 50);
 });
 after(async () => {

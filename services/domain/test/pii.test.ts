@@ -68,7 +68,7 @@ describe("sealing", () => {
 
   it("refuses, in the database, a row whose value was altered or swapped between columns", async () => {
     const store = new CustomerStore(knex, pii);
-    const { row } = await store.create(`tamper-${runId}`, person(0));
+    const { row } = await store.create(`tamper-${runId}`, randomBytes(32), person(0));
     assert.equal(store.open(row).email, `pii-${runId}-0@example.kr`);
 
     await knex("domain.customers")
@@ -105,7 +105,8 @@ describe("key rotation", () => {
     const before = new CustomerStore(knex, new PiiCipher(ring1));
     const people = Array.from({ length: 5 }, (_, i) => person(i + 1));
     const ids: string[] = [];
-    for (const [i, p] of people.entries()) ids.push((await before.create(`rot-${runId}-${i}`, p)).row.customer_id);
+    for (const [i, p] of people.entries())
+      ids.push((await before.create(`rot-${runId}-${i}`, randomBytes(32), p)).row.customer_id);
     // A number held for the first customer (not free: other tests' activations must not take it).
     const digits = phone();
     const pii1 = new PiiCipher(ring1);

@@ -11,7 +11,7 @@ import { migrateAll } from "../../../scripts/migrate.js";
 import { customersFor, firstLineOf, numberOfLine, personFor, seed } from "../../../scripts/seed.js";
 import { TEST_DATABASE_URL } from "../../../test/support/env.js";
 import { testPii } from "../../../test/support/units.js";
-import { createKnex } from "../../kit/src/postgres.js";
+import { createKnex, type Knex } from "../../kit/src/postgres.js";
 
 const LINES = 2_000;
 const tag = `seedtest-${randomUUID().slice(0, 8)}`;
@@ -23,6 +23,30 @@ const seededLines = () =>
   knex("subscriptions as s")
     .join("customers as c", "c.customer_id", "s.customer_id")
     .where("c.create_request_id", "like", `${tag}:%`);
+
+const PERSONAL_TABLES = ["customers", "numbers", "subscriptions"] as const;
+
+/**
+ * How many rows of `table` hold `value` in clear in any column. A bytea column is searched for the
+ * value's UTF-8 bytes (its text form is hex, where the value never shows); every other column as
+ * text.
+ */
+async function rowsHolding(db: Knex, table: string, value: string): Promise<number> {
+  const columns = (await db("information_schema.columns")
+    .where({ table_schema: "domain", table_name: table })
+    .select("column_name", "data_type")) as { column_name: string; data_type: string }[];
+  assert.ok(columns.length > 0, `table ${table} has columns`);
+  const where = columns
+    .map((c) =>
+      c.data_type === "bytea" ? "position(convert_to(?, 'UTF8') in t.??) > 0" : "position(? in t.??::text) > 0",
+    )
+    .join(" or ");
+  const { rows } = await db.raw(`select count(*)::int as n from ?? t where ${where}`, [
+    `domain.${table}`,
+    ...columns.flatMap((c) => [value, c.column_name]),
+  ]);
+  return rows[0].n;
+}
 
 before(async () => {
   await migrateAll(TEST_DATABASE_URL, ["domain"], quiet);
@@ -108,16 +132,38 @@ describe("seed", () => {
     assert.ok(Number(vas[0]?.n) > 0 && Number(discounts[0]?.n) > 0);
   });
 
+  it("would notice a personal value stored in clear, in a bytea column or a text one", async () => {
+    const p = personFor(0);
+    const id = (
+      await knex("customers")
+        .where("create_request_id", `${tag}:${"0".repeat(10)}`)
+        .first()
+    )?.customer_id;
+    assert.ok(id, "customer 0 seeded");
+    const planted = new Error("rolled back");
+    await assert.rejects(
+      knex.transaction(async (trx) => {
+        assert.equal(await rowsHolding(trx, "customers", p.name), 0);
+        await trx("customers")
+          .where({ customer_id: id })
+          .update({ name_sealed: Buffer.from(`x${p.name}y`, "utf8") });
+        assert.equal(await rowsHolding(trx, "customers", p.name), 1, "a clear value in a bytea column");
+        await trx("customers").where({ customer_id: id }).update({ name_masked: p.phone });
+        assert.equal(await rowsHolding(trx, "customers", p.phone), 1, "a clear value in a text column");
+        throw planted;
+      }),
+      (e) => e === planted,
+    );
+  });
+
   it("stores no personal value in clear, and seals them with the unit's keys", async () => {
     for (const k of [0, 1, 9, 777, customersFor(LINES) - 1]) {
       const p = personFor(k);
       const values = [p.name, p.phone, p.birthDate, ...(p.email ? [p.email] : []), numberOfLine(firstLineOf(k))];
       for (const value of values) {
-        for (const table of ["customers", "numbers", "subscriptions"]) {
-          const { rows } = await knex.raw(`select count(*)::int as n from domain.${table} t where t::text like ?`, [
-            `%${value}%`,
-          ]);
-          assert.equal(rows[0].n, 0, `a personal value of customer ${k} is in clear in ${table}`);
+        for (const table of PERSONAL_TABLES) {
+          const n = await rowsHolding(knex, table, value);
+          assert.equal(n, 0, `a personal value of customer ${k} is in clear in ${table}`);
         }
       }
       const row = await knex("customers")

@@ -31,9 +31,20 @@ interface OutboxRow {
  * each other's rows, and a row is only taken when no earlier unpublished row of the same key is
  * outside the batch (i.e. held by another relay), so a line's later change never overtakes an
  * earlier one.
+ *
+ * One record that cannot be produced (its topic is missing, the broker refuses it) does not hold
+ * up the other lines: when the batch fails, its rows go one by one in id order; a key whose row
+ * fails is logged (ids and topic only) and skipped for the round, its later rows unsent so its
+ * order holds, and retried the next round. Keys that failed last round go one by one from the
+ * start, so the others keep the fast path. A round that publishes nothing at all fails (backoff).
  */
+/** Failures in a row on one topic within a round after which its other rows wait for the next round. */
+const TOPIC_FAILURES_TO_GIVE_UP = 2;
+
 export class OutboxRelay {
   private running = false;
+  /** Keys with a row that could not be produced in their latest round. */
+  private suspects = new Set<string>();
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private readonly log: Logger;
@@ -104,26 +115,98 @@ export class OutboxRelay {
         [this.batchSize],
       );
       if (rows.length === 0) return 0;
-      const byTopic = new Map<string, OutboxRow[]>();
-      for (const r of rows) {
-        const list = byTopic.get(r.topic) ?? [];
-        list.push(r);
-        byTopic.set(r.topic, list);
+      const sent = await this.publish(rows);
+      if (sent.length > 0) {
+        await trx("domain.outbox")
+          .whereIn(
+            "outbox_id",
+            sent.map((r) => r.outbox_id),
+          )
+          .update({ published_at: trx.fn.now() });
       }
-      await this.o.producer.sendBatch({
-        acks: -1,
-        topicMessages: [...byTopic].map(([topic, list]) => ({
-          topic,
-          messages: list.map((r) => ({ key: r.key, value: r.payload, headers: r.headers })),
-        })),
-      });
-      await trx("domain.outbox")
-        .whereIn(
-          "outbox_id",
-          rows.map((r) => r.outbox_id),
-        )
-        .update({ published_at: trx.fn.now() });
-      return rows.length;
+      if (sent.length === 0) throw new Error(`none of ${rows.length} outbox records could be published`);
+      return sent.length;
+    });
+  }
+
+  /** Sends `rows` (in outbox order); returns those the broker acknowledged. */
+  private async publish(rows: OutboxRow[]): Promise<OutboxRow[]> {
+    const healthy = rows.filter((r) => !this.suspects.has(r.key));
+    const suspect = rows.filter((r) => this.suspects.has(r.key));
+    const sent: OutboxRow[] = [];
+    const failed = new Set<string>();
+    const topicFailures = new Map<string, number>();
+    if (healthy.length > 0) {
+      try {
+        await this.send(healthy);
+        sent.push(...healthy);
+      } catch (err) {
+        this.log.warn(
+          { error: (err as Error).message, rows: healthy.length },
+          "outbox batch not acknowledged; sending its records one by one",
+        );
+        sent.push(...(await this.oneByOne(healthy, failed, topicFailures)));
+      }
+    }
+    if (suspect.length > 0) sent.push(...(await this.oneByOne(suspect, failed, topicFailures)));
+    for (const r of rows) this.suspects.delete(r.key);
+    for (const key of failed) this.suspects.add(key);
+    if (failed.size > 0) {
+      this.log.warn(
+        { keys: failed.size, sent: sent.length, of: rows.length },
+        "outbox keys skipped this round; retried next round",
+      );
+    }
+    return sent;
+  }
+
+  /**
+   * Sends each row alone, in outbox order. A key whose row fails is skipped for the rest of the
+   * round (its later rows stay unsent, so its order holds); after repeated failures on a topic,
+   * that topic's remaining rows wait for the next round too (a missing topic, a broker down).
+   */
+  private async oneByOne(
+    rows: OutboxRow[],
+    failed: Set<string>,
+    topicFailures: Map<string, number>,
+  ): Promise<OutboxRow[]> {
+    const sent: OutboxRow[] = [];
+    for (const r of rows) {
+      if (failed.has(r.key)) continue;
+      if ((topicFailures.get(r.topic) ?? 0) >= TOPIC_FAILURES_TO_GIVE_UP) {
+        failed.add(r.key);
+        continue;
+      }
+      try {
+        await this.send([r]);
+        sent.push(r);
+        topicFailures.set(r.topic, 0);
+      } catch (err) {
+        failed.add(r.key);
+        topicFailures.set(r.topic, (topicFailures.get(r.topic) ?? 0) + 1);
+        // Ids and the topic only: never the payload or headers.
+        this.log.warn(
+          { key: r.key, topic: r.topic, outboxId: r.outbox_id, error: (err as Error).message },
+          "outbox record not acknowledged; its key waits for the next round",
+        );
+      }
+    }
+    return sent;
+  }
+
+  private async send(rows: OutboxRow[]): Promise<void> {
+    const byTopic = new Map<string, OutboxRow[]>();
+    for (const r of rows) {
+      const list = byTopic.get(r.topic) ?? [];
+      list.push(r);
+      byTopic.set(r.topic, list);
+    }
+    await this.o.producer.sendBatch({
+      acks: -1,
+      topicMessages: [...byTopic].map(([topic, list]) => ({
+        topic,
+        messages: list.map((r) => ({ key: r.key, value: r.payload, headers: r.headers })),
+      })),
     });
   }
 }

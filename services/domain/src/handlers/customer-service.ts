@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   type CreateCustomerRequest,
+  CreateCustomerRequestSchema,
   CreateCustomerResponseSchema,
   type Customer,
   CustomerSchema,
@@ -14,11 +15,13 @@ import {
   type SearchCustomersRequest,
   SearchCustomersResponseSchema,
   type UpdateCustomerRequest,
+  UpdateCustomerRequestSchema,
   UpdateCustomerResponseSchema,
 } from "../../../../gen/telco/domain/v1/customer_pb.js";
 import { LineSchema, LineStatus } from "../../../../gen/telco/domain/v1/subscription_pb.js";
 import { mayReveal, type Principal, principalOf } from "../../../kit/src/auth.js";
 import { decodePageToken, encodePageToken, ID_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
+import { requestFingerprint } from "../idempotency.js";
 import { PiiError } from "../pii/cipher.js";
 import {
   formatPhone,
@@ -92,7 +95,7 @@ function mapPii<T>(f: () => T): T {
 export class CustomerServiceImpl implements ServiceImpl<typeof CustomerService> {
   constructor(private readonly store: CustomerStore) {}
 
-  async createCustomer(req: CreateCustomerRequest) {
+  async createCustomer(req: CreateCustomerRequest, ctx: HandlerContext) {
     const v = new Violations();
     requestId(v, req.requestId);
     const name = normaliseName(req.name);
@@ -105,7 +108,8 @@ export class CustomerServiceImpl implements ServiceImpl<typeof CustomerService> 
     v.check(birthDate !== undefined, "birth_date", WHY.birth_date);
     v.throwIfAny();
     const fields = { name, phone, email, birthDate } as CustomerFields;
-    const { row } = await this.store.create(req.requestId, fields);
+    const fingerprint = requestFingerprint(CreateCustomerRequestSchema, req, principalOf(ctx).subject);
+    const { row } = await this.store.create(req.requestId, fingerprint, fields);
     return create(CreateCustomerResponseSchema, { customer: this.masked(row) });
   }
 
@@ -144,7 +148,7 @@ export class CustomerServiceImpl implements ServiceImpl<typeof CustomerService> 
     });
   }
 
-  async updateCustomer(req: UpdateCustomerRequest) {
+  async updateCustomer(req: UpdateCustomerRequest, ctx: HandlerContext) {
     const v = new Violations();
     requestId(v, req.requestId);
     customerId(v, req.customerId);
@@ -167,8 +171,9 @@ export class CustomerServiceImpl implements ServiceImpl<typeof CustomerService> 
       if (v.check(birthDate !== undefined, "birth_date", WHY.birth_date)) changes.birthDate = birthDate;
     }
     v.throwIfAny();
+    const fingerprint = requestFingerprint(UpdateCustomerRequestSchema, req, principalOf(ctx).subject);
     const res = await this.store
-      .update(req.requestId, req.customerId, changes, (c) =>
+      .update(req.requestId, fingerprint, req.customerId, changes, (c) =>
         create(UpdateCustomerResponseSchema, { customer: toCustomer(c, false) }),
       )
       .catch((e: unknown) =>

@@ -11,11 +11,13 @@ import {
   RecordPaymentResponseSchema,
 } from "../../../../gen/telco/domain/v1/micropayment_pb.js";
 import { assertLineAccess, principalOf } from "../../../kit/src/auth.js";
-import { ID_RE, MONTH_RE, notFound, Violations } from "../../../kit/src/errors.js";
+import { MONTH_RE, notFound, Violations } from "../../../kit/src/errors.js";
 import { monthIn, type PaymentRow, type PaymentStore } from "../store/payment-store.js";
 
 /** Gateways choose their keys; a UUID or an order number fits. */
 const IDEMPOTENCY_KEY_RE = /^[\x21-\x7e]{1,128}$/;
+/** A line id, as the subscription service writes it. */
+const SUBSCRIPTION_ID_RE = /^L\d{10}$/;
 /** A payment dated this far ahead of the server clock is a caller's mistake, not clock skew. */
 const MAX_FUTURE_MS = 5 * 60_000;
 
@@ -42,7 +44,7 @@ export class MicroPaymentServiceImpl implements ServiceImpl<typeof MicroPaymentS
       "idempotency_key",
       "required: 1-128 printable ASCII characters",
     );
-    v.check(ID_RE.test(req.subscriptionId), "subscription_id", "required: a line id such as L0000000001");
+    v.check(SUBSCRIPTION_ID_RE.test(req.subscriptionId), "subscription_id", "required: 'L' and 10 digits");
     const merchant = req.merchant.trim();
     v.check(merchant.length >= 1 && merchant.length <= 100, "merchant", "required: 1-100 characters");
     const amount = req.amount;
@@ -52,10 +54,12 @@ export class MicroPaymentServiceImpl implements ServiceImpl<typeof MicroPaymentS
     }
     const now = Date.now();
     const occurredAt = req.occurredAt ? timestampDate(req.occurredAt) : new Date(now);
+    // Not before the start of the current month either: checked by the store, after a retry of an
+    // earlier payment has had its answer (see PaymentStore.record).
     v.check(
       !Number.isNaN(occurredAt.getTime()) && occurredAt.getTime() <= now + MAX_FUTURE_MS,
       "occurred_at",
-      "must not lie in the future",
+      "must not lie more than 5 minutes in the future",
     );
     v.throwIfAny();
     assertLineAccess(principalOf(ctx), req.subscriptionId);
@@ -66,6 +70,7 @@ export class MicroPaymentServiceImpl implements ServiceImpl<typeof MicroPaymentS
       merchant,
       amountKrw: (amount as { amountMinor: bigint }).amountMinor,
       occurredAt,
+      occurredAtSet: req.occurredAt !== undefined,
     });
     return create(RecordPaymentResponseSchema, {
       payment: toPayment(r.payment),
@@ -76,7 +81,7 @@ export class MicroPaymentServiceImpl implements ServiceImpl<typeof MicroPaymentS
 
   async listPayments(req: ListPaymentsRequest, ctx: HandlerContext) {
     const v = new Violations();
-    v.check(ID_RE.test(req.subscriptionId), "subscription_id", "required: a line id such as L0000000001");
+    v.check(SUBSCRIPTION_ID_RE.test(req.subscriptionId), "subscription_id", "required: 'L' and 10 digits");
     v.check(req.month === "" || MONTH_RE.test(req.month), "month", 'must be "YYYY-MM" (empty = this month)');
     v.throwIfAny();
     assertLineAccess(principalOf(ctx), req.subscriptionId);

@@ -1,4 +1,4 @@
-import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Knex } from "knex";
@@ -39,8 +39,8 @@ import {
 import { assertLineAccess, mayReveal, principalOf } from "../../../kit/src/auth.js";
 import { decodePageToken, encodePageToken, ID_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
 import { TRACE_HEADERS } from "../../../kit/src/kafka.js";
-import { once } from "../idempotency.js";
-import type { PiiCipher } from "../pii/cipher.js";
+import { once, requestFingerprint } from "../idempotency.js";
+import { type PiiCipher, PiiError } from "../pii/cipher.js";
 import { formatPhone, maskPhone } from "../pii/normalise.js";
 import type { Headers, LineRow, LineStatusName, LineStore, PeriodRow } from "../store/line-store.js";
 import { NUMBER_CONTEXT } from "../store/number-pool.js";
@@ -80,6 +80,45 @@ function checkCatalogueId(v: Violations, field: string, id: string): void {
   v.check(CATALOGUE_ID_RE.test(id), field, "required: 2-32 capital letters, digits or '-'");
 }
 
+/** Six or more digits in a row, also when split by spaces, dots or dashes (a phone number, a birth date). */
+const DIGIT_RUN_RE = /\d(?:[\s.-]?\d){5,}/;
+
+/**
+ * A suspend reason is free text that goes to Kafka (LineSuspended.reason) and the status
+ * history, so it must not carry personal data: no numbers that could be one, no e-mail address.
+ */
+export function checkSuspendReason(v: Violations, reason: string): void {
+  v.check(reason.length <= 200, "reason", "at most 200 characters");
+  v.check(!DIGIT_RUN_RE.test(reason), "reason", "must not contain 6 or more digits in a row (no personal data)");
+  v.check(!reason.includes("@"), "reason", "must not contain '@' (no e-mail addresses)");
+}
+
+/** PostgreSQL's exclusion_violation: two overlapping history periods of one line. */
+const PG_EXCLUSION_VIOLATION = "23P01";
+
+/** A sealed value that does not open: the data was altered or the key is missing. Never echo it. */
+function mapPii<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof PiiError) {
+      throw new ConnectError(`stored personal data does not open: ${e.message}`, Code.DataLoss);
+    }
+    throw e;
+  }
+}
+
+/** A race the exclusion constraints caught (overlapping history periods): the caller may retry. */
+function mapConflict(e: unknown): never {
+  if ((e as { code?: unknown } | null)?.code === PG_EXCLUSION_VIOLATION) {
+    throw new ConnectError(
+      "the line's history changed concurrently (overlapping periods refused); retry the request",
+      Code.Aborted,
+    );
+  }
+  throw e;
+}
+
 /** The W3C trace context of the request, carried into the outbox records it causes. */
 function traceHeaders(ctx: HandlerContext): Headers {
   const h: Headers = {};
@@ -98,7 +137,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
   ) {}
 
   private toLine(r: LineRow, reveal = false): Line {
-    const digits = this.pii.open(r.number_sealed, NUMBER_CONTEXT);
+    const digits = mapPii(() => this.pii.open(r.number_sealed, NUMBER_CONTEXT));
     return create(LineSchema, {
       subscriptionId: r.subscription_id,
       customerId: r.customer_id,
@@ -114,11 +153,15 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
   /** A mutation in one transaction, answered once per request id (see idempotency.ts). */
   private mutate<Desc extends DescMessage>(
     method: string,
-    requestId: string,
+    req: Message & { requestId: string },
+    ctx: HandlerContext,
     schema: Desc,
     run: (trx: Knex.Transaction) => Promise<MessageShape<Desc>>,
   ): Promise<MessageShape<Desc>> {
-    return this.store.transaction((trx) => once(trx, method, requestId, schema, () => run(trx)));
+    const fingerprint = requestFingerprint(ctx.method.input, req, principalOf(ctx).subject);
+    return this.store
+      .transaction((trx) => once(trx, method, req.requestId, fingerprint, schema, () => run(trx)))
+      .catch(mapConflict);
   }
 
   private async lineIn(trx: Knex.Transaction, id: string): Promise<Line> {
@@ -134,7 +177,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkCatalogueId(v, "plan_id", req.planId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("ActivateLine", req.requestId, ActivateLineResponseSchema, async (trx) => {
+    return this.mutate("ActivateLine", req, ctx, ActivateLineResponseSchema, async (trx) => {
       const { subscriptionId, source } = await this.store.activate(
         trx,
         req.customerId.toLowerCase(),
@@ -203,7 +246,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     );
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("ChangePlan", req.requestId, ChangePlanResponseSchema, async (trx) => {
+    return this.mutate("ChangePlan", req, ctx, ChangePlanResponseSchema, async (trx) => {
       const p = await this.store.changePlan(
         trx,
         req.subscriptionId,
@@ -223,10 +266,10 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     const v = new Violations();
     checkRequestId(v, req.requestId);
     checkLine(v, req.subscriptionId);
-    v.check(req.reason.length <= 200, "reason", "at most 200 characters");
+    checkSuspendReason(v, req.reason.trim());
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("SuspendLine", req.requestId, SuspendLineResponseSchema, async (trx) => {
+    return this.mutate("SuspendLine", req, ctx, SuspendLineResponseSchema, async (trx) => {
       await this.store.suspend(trx, req.subscriptionId, req.reason.trim(), headers);
       return create(SuspendLineResponseSchema, { line: await this.lineIn(trx, req.subscriptionId) });
     });
@@ -238,7 +281,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkLine(v, req.subscriptionId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("ResumeLine", req.requestId, ResumeLineResponseSchema, async (trx) => {
+    return this.mutate("ResumeLine", req, ctx, ResumeLineResponseSchema, async (trx) => {
       await this.store.resume(trx, req.subscriptionId, headers);
       return create(ResumeLineResponseSchema, { line: await this.lineIn(trx, req.subscriptionId) });
     });
@@ -250,7 +293,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkLine(v, req.subscriptionId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("TerminateLine", req.requestId, TerminateLineResponseSchema, async (trx) => {
+    return this.mutate("TerminateLine", req, ctx, TerminateLineResponseSchema, async (trx) => {
       await this.store.terminate(trx, req.subscriptionId, this.settings.numberRetentionDays, headers);
       return create(TerminateLineResponseSchema, { line: await this.lineIn(trx, req.subscriptionId) });
     });
@@ -263,7 +306,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkCatalogueId(v, "vas_id", req.vasId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("SubscribeVas", req.requestId, SubscribeVasResponseSchema, async (trx) => {
+    return this.mutate("SubscribeVas", req, ctx, SubscribeVasResponseSchema, async (trx) => {
       const p = await this.store.addonStart(trx, "vas", req.subscriptionId, req.vasId, headers);
       return create(SubscribeVasResponseSchema, { period: { vasId: p.item_id, ...period(p) } });
     });
@@ -276,7 +319,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkCatalogueId(v, "vas_id", req.vasId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("CancelVas", req.requestId, CancelVasResponseSchema, async (trx) => {
+    return this.mutate("CancelVas", req, ctx, CancelVasResponseSchema, async (trx) => {
       const p = await this.store.addonEnd(trx, "vas", req.subscriptionId, req.vasId, headers);
       return create(CancelVasResponseSchema, { period: { vasId: p.item_id, ...period(p) } });
     });
@@ -289,7 +332,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkCatalogueId(v, "discount_id", req.discountId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("GrantDiscount", req.requestId, GrantDiscountResponseSchema, async (trx) => {
+    return this.mutate("GrantDiscount", req, ctx, GrantDiscountResponseSchema, async (trx) => {
       const p = await this.store.addonStart(trx, "discount", req.subscriptionId, req.discountId, headers);
       return create(GrantDiscountResponseSchema, { period: { discountId: p.item_id, ...period(p) } });
     });
@@ -302,7 +345,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     checkCatalogueId(v, "discount_id", req.discountId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("WithdrawDiscount", req.requestId, WithdrawDiscountResponseSchema, async (trx) => {
+    return this.mutate("WithdrawDiscount", req, ctx, WithdrawDiscountResponseSchema, async (trx) => {
       const p = await this.store.addonEnd(trx, "discount", req.subscriptionId, req.discountId, headers);
       return create(WithdrawDiscountResponseSchema, { period: { discountId: p.item_id, ...period(p) } });
     });

@@ -1,5 +1,7 @@
+import { create } from "@bufbuild/protobuf";
 import type { Knex } from "knex";
 import {
+  CreateCustomerResponseSchema,
   type UpdateCustomerResponse,
   UpdateCustomerResponseSchema,
 } from "../../../../gen/telco/domain/v1/customer_pb.js";
@@ -80,6 +82,7 @@ export function sealCustomer(pii: PiiCipher, f: CustomerFields) {
   };
 }
 
+const CREATE_METHOD = "telco.domain.v1.CustomerService/CreateCustomer";
 const UPDATE_METHOD = "telco.domain.v1.CustomerService/UpdateCustomer";
 
 class NoSuchCustomer extends Error {}
@@ -107,19 +110,42 @@ export class CustomerStore {
     return this.pii.open(sealed, SEAL_CONTEXT.number);
   }
 
-  /** Creates a customer once per request id: a retry (even a concurrent one) gets the first row back. */
-  async create(requestId: string, f: CustomerFields): Promise<{ row: CustomerRow; created: boolean }> {
-    const inserted = (await this.knex("domain.customers")
-      .insert({ ...sealCustomer(this.pii, f), create_request_id: requestId })
-      .onConflict("create_request_id")
-      .ignore()
-      .returning("*")) as CustomerRow[];
-    if (inserted[0]) return { row: inserted[0], created: true };
-    const first = (await this.knex("domain.customers").where({ create_request_id: requestId }).first()) as
-      | CustomerRow
-      | undefined;
-    if (!first) throw new Error(`customer of request ${requestId} vanished after a conflicting insert`);
-    return { row: first, created: false };
+  /**
+   * Creates a customer once per request id: a retry of the same request (same fingerprint, see
+   * idempotency.ts), even a concurrent one, gets the first customer back; the same id with a
+   * different request is refused with ALREADY_EXISTS and creates nothing. The kept answer holds
+   * only the customer id (no personal data, not even masked); the row is read afresh.
+   */
+  async create(
+    requestId: string,
+    fingerprint: Buffer,
+    f: CustomerFields,
+  ): Promise<{ row: CustomerRow; created: boolean }> {
+    let created = false;
+    const row = await this.knex.transaction(async (trx) => {
+      const answer = await once(trx, CREATE_METHOD, requestId, fingerprint, CreateCustomerResponseSchema, async () => {
+        const [inserted] = (await trx("domain.customers")
+          .insert({ ...sealCustomer(this.pii, f), create_request_id: requestId })
+          .onConflict("create_request_id")
+          .ignore()
+          .returning("customer_id")) as Pick<CustomerRow, "customer_id">[];
+        created = inserted !== undefined;
+        // No insert: a customer created by this request id before fingerprints were kept.
+        const id =
+          inserted?.customer_id ??
+          (
+            (await trx("domain.customers").where({ create_request_id: requestId }).first("customer_id")) as
+              | Pick<CustomerRow, "customer_id">
+              | undefined
+          )?.customer_id;
+        if (!id) throw new Error(`customer of request ${requestId} vanished after a conflicting insert`);
+        return create(CreateCustomerResponseSchema, { customer: { customerId: id } });
+      });
+      const customerId = answer.customer?.customerId ?? "";
+      return (await trx("domain.customers").where({ customer_id: customerId }).first()) as CustomerRow | undefined;
+    });
+    if (!row) throw new Error(`customer of request ${requestId} vanished`);
+    return { row, created };
   }
 
   async get(customerId: string): Promise<CustomerRow | undefined> {
@@ -137,18 +163,20 @@ export class CustomerStore {
 
   /**
    * Applies `changes` once per request id (domain.idempotency_keys keeps the masked answer, and a
-   * retry gets it back). Every value of the row is sealed again with the active key, so the row's
+   * retry of the same request gets it back; the same id with a different request is refused, see
+   * idempotency.ts). Every value of the row is sealed again with the active key, so the row's
    * key_id stays true. Undefined: no such customer (not stored: a retry is judged afresh).
    */
   async update(
     requestId: string,
+    fingerprint: Buffer,
     customerId: string,
     changes: Partial<CustomerFields>,
     respond: (c: OpenCustomer) => UpdateCustomerResponse,
   ): Promise<UpdateCustomerResponse | undefined> {
     try {
       return await this.knex.transaction(async (trx) => {
-        return once(trx, UPDATE_METHOD, requestId, UpdateCustomerResponseSchema, async () => {
+        return once(trx, UPDATE_METHOD, requestId, fingerprint, UpdateCustomerResponseSchema, async () => {
           const row = (await trx("domain.customers").where({ customer_id: customerId }).forUpdate().first()) as
             | CustomerRow
             | undefined;

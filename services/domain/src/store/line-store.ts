@@ -51,6 +51,7 @@ export interface QuotaRow {
 export type Headers = Record<string, string>;
 
 const failedPrecondition = (message: string) => new ConnectError(message, Code.FailedPrecondition);
+const aborted = (message: string) => new ConnectError(message, Code.Aborted);
 
 const LINE_SELECT = `
   select s.subscription_id, s.customer_id, s.number_id, n.number_sealed, s.status, s.activated_at,
@@ -59,7 +60,7 @@ const LINE_SELECT = `
     join domain.numbers n on n.number_id = s.number_id
     left join lateral (
       select sp.plan_id from domain.subscription_plan sp
-       where sp.subscription_id = s.subscription_id and lower(sp.valid) <= now()
+       where sp.subscription_id = s.subscription_id and lower(sp.valid) <= clock_timestamp()
        order by lower(sp.valid) desc limit 1) cp on true
     left join domain.plans p on p.plan_id = cp.plan_id`;
 
@@ -180,8 +181,13 @@ export class LineStore {
     return plan;
   }
 
+  /**
+   * The current time, read from the clock (not the transaction's start time, `now()`): called
+   * after the line's row lock is held, it is later than anything an earlier holder of that lock
+   * wrote, so a change never lands before one that committed while this transaction waited.
+   */
   private async now(trx: Knex.Transaction): Promise<Date> {
-    const { rows } = await trx.raw<{ rows: { now: Date }[] }>("select now() as now");
+    const { rows } = await trx.raw<{ rows: { now: Date }[] }>("select clock_timestamp() as now");
     return (rows[0] as { now: Date }).now;
   }
 
@@ -254,13 +260,27 @@ export class LineStore {
     if (line.status === "terminated") throw failedPrecondition(`line ${subscriptionId} is terminated`);
     const plan = await this.plan(trx, newPlanId);
     if (!plan.active) throw failedPrecondition(`plan ${newPlanId} is no longer offered`);
-    const { rows: at } = await trx.raw<{ rows: { effective: Date }[] }>(
-      timing === "now"
-        ? "select now() as effective"
-        : "select (date_trunc('month', now() at time zone ?) + interval '1 month') at time zone ? as effective",
-      timing === "now" ? [] : [timeZone, timeZone],
+    // Read after the lock (see now()): a change committed while we waited is in force by then.
+    const { rows: at } = await trx.raw<{ rows: { clock: Date; next_month: Date }[] }>(
+      `select t as clock, (date_trunc('month', t at time zone ?) + interval '1 month') at time zone ? as next_month
+         from (select clock_timestamp() as t) c`,
+      [timeZone, timeZone],
     );
-    const effective = (at[0] as { effective: Date }).effective;
+    const { clock, next_month: nextMonth } = at[0] as { clock: Date; next_month: Date };
+    const effective = timing === "now" ? clock : nextMonth;
+    // Only a pending NEXT_MONTH change may start after the clock, and it starts at the next
+    // month's first instant. A later start before that is a period in force that this change
+    // would erase (a clock that went back, or a racing writer): refuse rather than rewrite it.
+    const { rows: latest } = await trx.raw<{ rows: { lo: Date | null }[] }>(
+      "select max(lower(valid)) as lo from domain.subscription_plan where subscription_id = ? and lower(valid) < ?",
+      [subscriptionId, nextMonth],
+    );
+    const inForceFrom = latest[0]?.lo ?? null;
+    if (inForceFrom !== null && inForceFrom >= effective) {
+      throw aborted(
+        `line ${subscriptionId} has a plan period from ${inForceFrom.toISOString()}, not before this change's effective time ${effective.toISOString()}; retry`,
+      );
+    }
     const { rows: periods } = await trx.raw<{ rows: { id: string; plan_id: string; lo: Date; hi: Date | null }[] }>(
       `select id, plan_id, lower(valid) as lo, upper(valid) as hi from domain.subscription_plan
         where subscription_id = ? and (upper(valid) is null or upper(valid) >= ?) order by lower(valid)`,
@@ -346,11 +366,11 @@ export class LineStore {
     if (line.status === "terminated") throw failedPrecondition(`line ${subscriptionId} is already terminated`);
     const now = await this.setStatus(trx, subscriptionId, "terminated", "terminated");
     for (const table of ["domain.subscription_plan", ADDONS.vas.table, ADDONS.discount.table]) {
-      await trx.raw(`delete from ${table} where subscription_id = ? and lower(valid) >= now()`, [subscriptionId]);
+      await trx.raw(`delete from ${table} where subscription_id = ? and lower(valid) >= ?`, [subscriptionId, now]);
       await trx.raw(
-        `update ${table} set valid = tstzrange(lower(valid), now(), '[)')
-          where subscription_id = ? and (upper(valid) is null or upper(valid) > now())`,
-        [subscriptionId],
+        `update ${table} set valid = tstzrange(lower(valid), ?, '[)')
+          where subscription_id = ? and (upper(valid) is null or upper(valid) > ?)`,
+        [now, subscriptionId, now],
       );
     }
     await holdNumber(trx, line.number_id, line.customer_id, retentionDays);
@@ -396,13 +416,14 @@ export class LineStore {
     const item = await trx(a.catalogue).select<{ active: boolean }[]>("active").where(a.column, itemId).first();
     if (!item) throw notFound(`${a.what} ${itemId}`);
     if (!item.active) throw failedPrecondition(`${a.what} ${itemId} is no longer offered`);
+    const now = await this.now(trx);
     const { rows: open } = await trx.raw<{ rows: unknown[] }>(
-      `select 1 from ${a.table} where subscription_id = ? and ${a.column} = ? and (upper(valid) is null or upper(valid) > now())`,
-      [subscriptionId, itemId],
+      `select 1 from ${a.table} where subscription_id = ? and ${a.column} = ? and (upper(valid) is null or upper(valid) > ?)`,
+      [subscriptionId, itemId, now],
     );
     if (open.length > 0)
       throw new ConnectError(`line ${subscriptionId} already has ${a.what} ${itemId}`, Code.AlreadyExists);
-    const now = await this.now(trx);
+    await this.refuseBeforeLatest(trx, kind, subscriptionId, itemId, now);
     await trx.raw(
       `insert into ${a.table} (subscription_id, ${a.column}, valid) values (?, ?, tstzrange(?, null, '[)'))`,
       [subscriptionId, itemId, now],
@@ -422,6 +443,7 @@ export class LineStore {
     const a = ADDONS[kind];
     await this.lock(trx, subscriptionId);
     const now = await this.now(trx);
+    await this.refuseBeforeLatest(trx, kind, subscriptionId, itemId, now);
     const { rows } = await trx.raw<{ rows: { valid_from: Date }[] }>(
       `update ${a.table} set valid = tstzrange(lower(valid), ?, '[)')
         where subscription_id = ? and ${a.column} = ? and lower(valid) < ? and (upper(valid) is null or upper(valid) > ?)
@@ -432,6 +454,27 @@ export class LineStore {
     if (!closed) throw failedPrecondition(`line ${subscriptionId} does not have ${a.what} ${itemId}`);
     await this.addonEvent(trx, kind, subscriptionId, itemId, false, now, headers);
     return { item_id: itemId, valid_from: closed.valid_from, valid_to: now };
+  }
+
+  /** ABORTED when `at` is not after the start of the item's latest period (it would rewrite history). */
+  private async refuseBeforeLatest(
+    trx: Knex.Transaction,
+    kind: AddonKind,
+    subscriptionId: string,
+    itemId: string,
+    at: Date,
+  ): Promise<void> {
+    const a = ADDONS[kind];
+    const { rows } = await trx.raw<{ rows: { lo: Date | null }[] }>(
+      `select max(lower(valid)) as lo from ${a.table} where subscription_id = ? and ${a.column} = ?`,
+      [subscriptionId, itemId],
+    );
+    const lo = rows[0]?.lo ?? null;
+    if (lo !== null && lo >= at) {
+      throw aborted(
+        `line ${subscriptionId} has a ${a.what} ${itemId} period from ${lo.toISOString()}, not before this change's time ${at.toISOString()}; retry`,
+      );
+    }
   }
 
   private async addonEvent(

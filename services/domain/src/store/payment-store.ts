@@ -1,5 +1,6 @@
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { Knex } from "knex";
+import { invalidArgument } from "../../../kit/src/errors.js";
 
 export interface PaymentRow {
   payment_id: string;
@@ -17,6 +18,8 @@ export interface NewPayment {
   merchant: string;
   amountKrw: bigint;
   occurredAt: Date;
+  /** Whether the caller gave occurred_at (unset means "now", which a retry cannot repeat). */
+  occurredAtSet: boolean;
 }
 
 export interface MonthTotals {
@@ -66,6 +69,18 @@ export class PaymentStore {
       // Checked under the line lock: a concurrent retry of the same key on this line has committed by now.
       const earlier = await this.byKey(trx, p.idempotencyKey);
       if (earlier) return { payment: sameOrRefuse(earlier, p), replayed: true, ...(await this.totals(trx, earlier)) };
+
+      // A new payment counts against the current month or none: billing closes a month once it
+      // has passed, so a payment dated in a closed month would never be charged. (A retry of a
+      // payment recorded before its month closed is answered above.)
+      if (month < monthIn(this.timeZone, new Date())) {
+        throw invalidArgument([
+          {
+            field: "occurred_at",
+            description: `must not lie before the start of the current month (${this.timeZone}): that month is closed for billing`,
+          },
+        ]);
+      }
 
       if (line.status !== "active") {
         throw new ConnectError(
@@ -144,15 +159,20 @@ export class PaymentStore {
   }
 }
 
-/** A retry must describe the same payment; reusing a key for another one is the caller's error. */
+/**
+ * A retry must describe the same payment; reusing a key for another one is the caller's error.
+ * The refusal names nothing of the first payment (its line, amount, merchant or time): the key may
+ * have been used for another subscriber's line.
+ */
 function sameOrRefuse(row: PaymentRow, p: NewPayment): PaymentRow {
-  const diffs: string[] = [];
-  if (row.subscription_id !== p.subscriptionId) diffs.push(`subscription_id ${row.subscription_id}`);
-  if (BigInt(row.amount_krw) !== p.amountKrw) diffs.push(`amount ${row.amount_krw} KRW`);
-  if (row.merchant !== p.merchant) diffs.push(`merchant ${JSON.stringify(row.merchant)}`);
-  if (diffs.length) {
+  const same =
+    row.subscription_id === p.subscriptionId &&
+    BigInt(row.amount_krw) === p.amountKrw &&
+    row.merchant === p.merchant &&
+    (!p.occurredAtSet || row.occurred_at.getTime() === p.occurredAt.getTime());
+  if (!same) {
     throw new ConnectError(
-      `idempotency_key ${JSON.stringify(p.idempotencyKey)} was already used for another payment (${diffs.join(", ")}); use a new key for a new payment`,
+      `idempotency_key ${JSON.stringify(p.idempotencyKey)} was already used for another payment; use a new key for a new payment`,
       Code.AlreadyExists,
     );
   }
