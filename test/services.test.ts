@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -22,6 +22,7 @@ import { TemplateService, TemplateStatus, VariableType } from "../gen/telco/mess
 import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
 import { OperatorStore } from "../services/domain/src/store/operator-store.js";
 import { fieldViolations } from "../services/kit/src/errors.js";
+import { rejects } from "./support/assertions.js";
 import { bearer, tokenFor } from "./support/auth.js";
 import { clients, grpc, grpcClient, grpcJsClient, PROTO_ROOT } from "./support/clients.js";
 import { unique } from "./support/env.js";
@@ -58,17 +59,6 @@ before(async () => {
 after(async () => {
   await units?.stop();
 });
-
-async function rejects(p: Promise<unknown>, code: Code): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    const ce = ConnectError.from(e);
-    assert.equal(ce.code, code, `expected ${Code[code]}, got ${Code[ce.code]}: ${ce.message}`);
-    return ce;
-  }
-  assert.fail(`expected ${Code[code]}, but the call succeeded`);
-}
 
 describe("usage unit", () => {
   it("sets and reads a line's quota over gRPC, Connect (HTTP/1.1 and HTTP/2) and gRPC-Web", async () => {

@@ -6,9 +6,10 @@
 import assert from "node:assert/strict";
 import { randomInt, randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { CustomerService } from "../../../gen/telco/domain/v1/customer_pb.js";
 import { LineStatus } from "../../../gen/telco/domain/v1/subscription_pb.js";
+import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
 import { type RunningUnits, startUnits, testPii } from "../../../test/support/units.js";
@@ -26,17 +27,6 @@ before(async () => {
 after(async () => {
   await units?.stop();
 });
-
-async function rejects(p: Promise<unknown>, code: Code): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    const ce = ConnectError.from(e);
-    assert.equal(ce.code, code, `expected ${Code[code]}, got ${Code[ce.code]}: ${ce.message}`);
-    return ce;
-  }
-  assert.fail(`expected ${Code[code]}, but the call succeeded`);
-}
 
 const digits = () => `010${randomInt(10_000_000, 99_999_999)}`;
 const dashed = (d: string) => `${d.slice(0, 3)}-${d.slice(3, 7)}-${d.slice(7)}`;

@@ -7,8 +7,9 @@ import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { ActivateLineRequestSchema, SubscriptionService } from "../../../gen/telco/domain/v1/subscription_pb.js";
+import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
@@ -19,17 +20,6 @@ import { newCustomer, ownPool } from "./pool-fixture.js";
 let units: RunningUnits;
 let knex: Knex;
 let admin: ReturnType<typeof grpcClient<typeof SubscriptionService>>;
-
-async function rejects(p: Promise<unknown>, code: Code): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    const ce = ConnectError.from(e);
-    assert.equal(ce.code, code, `expected ${Code[code]}, got ${Code[ce.code]}: ${ce.message}`);
-    return ce;
-  }
-  assert.fail(`expected ${Code[code]}, but the call succeeded`);
-}
 
 const linesOf = async (customerId: string) => knex("domain.subscriptions").where({ customer_id: customerId });
 

@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code } from "@connectrpc/connect";
 import { InvoiceLineKind, InvoiceService } from "../../../gen/telco/domain/v1/invoice_pb.js";
+import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
@@ -17,17 +18,6 @@ import { makeLine } from "./fixture-lines.js";
 let units: RunningUnits;
 let staff: ReturnType<typeof grpcClient<typeof InvoiceService>>;
 let executionId: string;
-
-async function rejects(p: Promise<unknown>, code: Code): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    const ce = ConnectError.from(e);
-    assert.equal(ce.code, code, `expected ${Code[code]}, got ${Code[ce.code]}: ${ce.message}`);
-    return ce;
-  }
-  assert.fail(`expected ${Code[code]}, but the call succeeded`);
-}
 
 /** Writes one invoice with its lines the way the billing job does: number from the month's counter, one transaction. */
 async function issue(line: string, month: string, planFee = 69_000, discount = 17_250): Promise<string> {

@@ -9,6 +9,7 @@ import { after, before, describe, it } from "node:test";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { MicroPaymentService } from "../../../gen/telco/domain/v1/micropayment_pb.js";
+import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
@@ -46,17 +47,6 @@ async function storeLastMonthPayment(line: string, amountKrw: number, key = rand
     idempotency_key: key,
   });
   return { key, at };
-}
-
-async function rejects(p: Promise<unknown>, code: Code): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (e) {
-    const ce = ConnectError.from(e);
-    assert.equal(ce.code, code, `expected ${Code[code]}, got ${Code[ce.code]}: ${ce.message}`);
-    return ce;
-  }
-  assert.fail(`expected ${Code[code]}, but the call succeeded`);
 }
 
 before(async () => {

@@ -1,4 +1,4 @@
-import { create, type DescMessage, type Message, type MessageShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, type Message, type MessageInitShape, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import type { Knex } from "knex";
@@ -299,55 +299,71 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     });
   }
 
-  async subscribeVas(req: SubscribeVasRequest, ctx: HandlerContext) {
-    const v = new Violations();
-    checkRequestId(v, req.requestId);
-    checkLine(v, req.subscriptionId);
-    checkCatalogueId(v, "vas_id", req.vasId);
-    v.throwIfAny();
-    const headers = traceHeaders(ctx);
-    return this.mutate("SubscribeVas", req, ctx, SubscribeVasResponseSchema, async (trx) => {
-      const p = await this.store.addonStart(trx, "vas", req.subscriptionId, req.vasId, headers);
-      return create(SubscribeVasResponseSchema, { period: { vasId: p.item_id, ...period(p) } });
-    });
+  subscribeVas(req: SubscribeVasRequest, ctx: HandlerContext) {
+    return this.addon("SubscribeVas", req, ctx, "vas", req.vasId, "start", SubscribeVasResponseSchema, (p) => ({
+      period: { vasId: p.item_id, ...period(p) },
+    }));
   }
 
-  async cancelVas(req: CancelVasRequest, ctx: HandlerContext) {
-    const v = new Violations();
-    checkRequestId(v, req.requestId);
-    checkLine(v, req.subscriptionId);
-    checkCatalogueId(v, "vas_id", req.vasId);
-    v.throwIfAny();
-    const headers = traceHeaders(ctx);
-    return this.mutate("CancelVas", req, ctx, CancelVasResponseSchema, async (trx) => {
-      const p = await this.store.addonEnd(trx, "vas", req.subscriptionId, req.vasId, headers);
-      return create(CancelVasResponseSchema, { period: { vasId: p.item_id, ...period(p) } });
-    });
+  cancelVas(req: CancelVasRequest, ctx: HandlerContext) {
+    return this.addon("CancelVas", req, ctx, "vas", req.vasId, "end", CancelVasResponseSchema, (p) => ({
+      period: { vasId: p.item_id, ...period(p) },
+    }));
   }
 
-  async grantDiscount(req: GrantDiscountRequest, ctx: HandlerContext) {
-    const v = new Violations();
-    checkRequestId(v, req.requestId);
-    checkLine(v, req.subscriptionId);
-    checkCatalogueId(v, "discount_id", req.discountId);
-    v.throwIfAny();
-    const headers = traceHeaders(ctx);
-    return this.mutate("GrantDiscount", req, ctx, GrantDiscountResponseSchema, async (trx) => {
-      const p = await this.store.addonStart(trx, "discount", req.subscriptionId, req.discountId, headers);
-      return create(GrantDiscountResponseSchema, { period: { discountId: p.item_id, ...period(p) } });
-    });
+  grantDiscount(req: GrantDiscountRequest, ctx: HandlerContext) {
+    return this.addon(
+      "GrantDiscount",
+      req,
+      ctx,
+      "discount",
+      req.discountId,
+      "start",
+      GrantDiscountResponseSchema,
+      (p) => ({
+        period: { discountId: p.item_id, ...period(p) },
+      }),
+    );
   }
 
-  async withdrawDiscount(req: WithdrawDiscountRequest, ctx: HandlerContext) {
+  withdrawDiscount(req: WithdrawDiscountRequest, ctx: HandlerContext) {
+    return this.addon(
+      "WithdrawDiscount",
+      req,
+      ctx,
+      "discount",
+      req.discountId,
+      "end",
+      WithdrawDiscountResponseSchema,
+      (p) => ({
+        period: { discountId: p.item_id, ...period(p) },
+      }),
+    );
+  }
+
+  /** VAS and discounts: validate, then open or close a history period once per request id. */
+  private async addon<Desc extends DescMessage, Req extends Message & { requestId: string; subscriptionId: string }>(
+    method: string,
+    req: Req,
+    ctx: HandlerContext,
+    kind: "vas" | "discount",
+    itemId: string,
+    action: "start" | "end",
+    schema: Desc,
+    answer: (p: AddonPeriodOf<LineStore>) => MessageInitShape<Desc>,
+  ) {
     const v = new Violations();
     checkRequestId(v, req.requestId);
     checkLine(v, req.subscriptionId);
-    checkCatalogueId(v, "discount_id", req.discountId);
+    checkCatalogueId(v, kind === "vas" ? "vas_id" : "discount_id", itemId);
     v.throwIfAny();
     const headers = traceHeaders(ctx);
-    return this.mutate("WithdrawDiscount", req, ctx, WithdrawDiscountResponseSchema, async (trx) => {
-      const p = await this.store.addonEnd(trx, "discount", req.subscriptionId, req.discountId, headers);
-      return create(WithdrawDiscountResponseSchema, { period: { discountId: p.item_id, ...period(p) } });
+    return this.mutate(method, req, ctx, schema, async (trx) => {
+      const p =
+        action === "start"
+          ? await this.store.addonStart(trx, kind, req.subscriptionId, itemId, headers)
+          : await this.store.addonEnd(trx, kind, req.subscriptionId, itemId, headers);
+      return create(schema, answer(p));
     });
   }
 
@@ -391,3 +407,7 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     }
   }
 }
+
+type AddonPeriodOf<S extends { addonStart: (...a: never[]) => Promise<unknown> }> = Awaited<
+  ReturnType<S["addonStart"]>
+>;
