@@ -1,7 +1,7 @@
 /**
  * Fills the domain unit's number pool with a range of free mobile numbers, sealed and indexed:
  *   npm run domain:numbers -- --from 01020000000 --count 100000 [--batch-size 5000]
- * DATABASE_URL and DOMAIN_PII_* from the environment, else .data/dev-keys.env. Numbers already
+ * DATABASE_URL and DOMAIN_PII_* from the environment, else ~/.config/telco-platform/dev-keys.env. Numbers already
  * in the pool are skipped, so an interrupted run can be repeated as it was.
  */
 import { parseArgs } from "node:util";

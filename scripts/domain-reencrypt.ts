@@ -3,7 +3,7 @@
  * can leave the ring. Runs next to the live services, in short batches:
  *   1. add the new key to DOMAIN_PII_KEYS and make it DOMAIN_PII_ACTIVE_KEY; roll the domain unit
  *   2. npm run domain:reencrypt        (DATABASE_URL, DOMAIN_PII_* from the environment,
- *                                       else .data/dev-keys.env; --batch-size N, default 1000)
+ *                                       else ~/.config/telco-platform/dev-keys.env; --batch-size N, default 1000)
  *   3. when it reports nothing left, remove the old key from DOMAIN_PII_KEYS; roll again
  * Exit status 1 when rows remain on another key (unknown to the ring, locked, or failing to open).
  */

@@ -11,7 +11,7 @@
  * Idempotent: each batch is one transaction and is recognised by its first customer's request id
  * ("seed:<index>"), so a rerun (or a run after a crash) adds only the batches that are missing.
  * Keys come from the environment (DOMAIN_PII_KEYS, DOMAIN_PII_ACTIVE_KEY, DOMAIN_BLIND_INDEX_KEY),
- * else from the development keys in .data/dev-keys.env that `npm start` uses.
+ * else from the development keys in ~/.config/telco-platform/dev-keys.env that `npm start` uses.
  */
 import { randomUUID } from "node:crypto";
 import { parseArgs } from "node:util";

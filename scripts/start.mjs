@@ -132,7 +132,7 @@ async function main() {
     ),
     "  kafka    127.0.0.1:9092      redis 127.0.0.1:6379      postgres 127.0.0.1:5432/telco      influxdb http://127.0.0.1:8086",
     "",
-    `Sign in: user "admin", password in .data/dev-keys.env (DEV_ADMIN_PASSWORD); or TOKEN=$(npm run -s token -- --role admin)`,
+    `Sign in: user "admin", password in ~/.config/telco-platform/dev-keys.env (DEV_ADMIN_PASSWORD); or TOKEN=$(npm run -s token -- --role admin)`,
     "",
     "Try:",
     `  ${buf} curl --protocol grpc --http2-prior-knowledge http://127.0.0.1:${example.port} --list-methods`,

@@ -1,6 +1,6 @@
 /**
  * Prints an access token signed with the development key (AUTH_SIGNING_KEY from the environment,
- * else .data/dev-keys.env), for buf curl / grpcurl and scripts:
+ * else ~/.config/telco-platform/dev-keys.env), for buf curl / grpcurl and scripts:
  *   npm run token -- --role admin
  *   npm run token -- --role subscriber --subscription L0000000001 [--subscription ...]
  *   npm run token -- --role service --subject usage --ttl 600

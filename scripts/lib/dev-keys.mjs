@@ -1,10 +1,17 @@
-// Development keys for `npm start`: made on first use into .data/dev-keys.env (git-ignored),
-// never committed. In a cluster the same variables come from Kubernetes Secrets.
+// Development keys for `npm start`: made on first use into ~/.config/telco-platform/dev-keys.env
+// (TELCO_DEV_KEYS_FILE overrides), never committed. They live per machine, not per checkout,
+// because the local PostgreSQL they seal data in is the machine's: every checkout must open what
+// another seeded. In a cluster the same variables come from Kubernetes Secrets.
 import { generateKeyPairSync, randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { ROOT } from "./install.mjs";
+import { homedir } from "node:os";
+import { dirname, join } from "node:path";
 
-const FILE = `${ROOT}/.data/dev-keys.env`;
+const FILE =
+  process.env.TELCO_DEV_KEYS_FILE ??
+  join(process.env.XDG_CONFIG_HOME || join(homedir(), ".config"), "telco-platform", "dev-keys.env");
+
+export const DEV_KEYS_FILE = FILE;
 
 function generate() {
   const { privateKey, publicKey } = generateKeyPairSync("ed25519");
@@ -35,7 +42,7 @@ export function devKeys(log = console.log) {
   const fresh = generate();
   if (!keys || Object.keys(fresh).some((k) => !(k in keys))) {
     keys = { ...fresh, ...(keys ?? {}) };
-    mkdirSync(`${ROOT}/.data`, { recursive: true });
+    mkdirSync(dirname(FILE), { recursive: true, mode: 0o700 });
     writeFileSync(
       FILE,
       `# Development keys made by npm start; never commit, never use in production.\n${Object.entries(keys)
