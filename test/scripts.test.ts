@@ -1,33 +1,16 @@
 /** The command-line tools operators use: tokens for buf curl, operator accounts. */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { describe, it } from "node:test";
 import { migrateAll } from "../scripts/migrate.js";
 import { OperatorStore } from "../services/domain/src/store/operator-store.js";
 import { createKnex } from "../services/kit/src/postgres.js";
 import { AUTH_KEYS, verifier } from "./support/auth.js";
 import { TEST_DATABASE_URL, unique } from "./support/env.js";
-import { ROOT } from "./support/processes.js";
+import { run } from "./support/processes.js";
 
-function tsx(script: string, args: string[], env: Record<string, string>, input = "") {
-  return new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ["pipe", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdin.end(input);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** Runs a TypeScript script of the repository as `npm run` does. */
+const tsx = (script: string, args: string[], env: Record<string, string>, input = "") =>
+  run(process.execPath, ["--import", "tsx", script, ...args], { env, input });
 
 describe("npm run token", () => {
   it("prints a token the units accept, with the role and lines asked for", async () => {

@@ -69,10 +69,19 @@ export async function waitForLog(p: UnitProcess, msg: RegExp, timeoutMs = 30_000
 export function run(
   cmd: string,
   args: string[],
-  timeoutMs = 30_000,
+  {
+    timeoutMs = 30_000,
+    env = {},
+    input = "",
+  }: { timeoutMs?: number; env?: Record<string, string>; input?: string } = {},
 ): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const child = spawn(cmd, args, { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], timeout: timeoutMs });
+    const child = spawn(cmd, args, {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["pipe", "pipe", "pipe"],
+      timeout: timeoutMs,
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => {
@@ -81,6 +90,7 @@ export function run(
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
     });
+    child.stdin.end(input);
     child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }

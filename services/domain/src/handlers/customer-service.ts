@@ -22,7 +22,7 @@ import { LineSchema, LineStatus } from "../../../../gen/telco/domain/v1/subscrip
 import { mayReveal, type Principal, principalOf } from "../../../kit/src/auth.js";
 import { decodePageToken, encodePageToken, ID_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
 import { requestFingerprint } from "../idempotency.js";
-import { PiiError } from "../pii/cipher.js";
+import { mapPii } from "../pii/data-loss.js";
 import {
   formatPhone,
   maskBirthDate,
@@ -78,18 +78,6 @@ function requestId(v: Violations, id: string): void {
 
 function customerId(v: Violations, id: string): void {
   v.check(UUID_RE.test(id), "customer_id", "must be a customer id (a UUID)");
-}
-
-/** A sealed value that does not open: the data was altered or the key is missing. Never echo it. */
-function mapPii<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof PiiError) {
-      throw new ConnectError(`stored personal data does not open: ${e.message}`, Code.DataLoss);
-    }
-    throw e;
-  }
 }
 
 export class CustomerServiceImpl implements ServiceImpl<typeof CustomerService> {

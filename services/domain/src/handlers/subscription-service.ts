@@ -40,7 +40,8 @@ import { assertLineAccess, mayReveal, principalOf } from "../../../kit/src/auth.
 import { decodePageToken, encodePageToken, ID_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
 import { TRACE_HEADERS } from "../../../kit/src/kafka.js";
 import { once, requestFingerprint } from "../idempotency.js";
-import { type PiiCipher, PiiError } from "../pii/cipher.js";
+import type { PiiCipher } from "../pii/cipher.js";
+import { mapPii } from "../pii/data-loss.js";
 import { formatPhone, maskPhone } from "../pii/normalise.js";
 import type { Headers, LineRow, LineStatusName, LineStore, PeriodRow } from "../store/line-store.js";
 import { NUMBER_CONTEXT } from "../store/number-pool.js";
@@ -95,18 +96,6 @@ export function checkSuspendReason(v: Violations, reason: string): void {
 
 /** PostgreSQL's exclusion_violation: two overlapping history periods of one line. */
 const PG_EXCLUSION_VIOLATION = "23P01";
-
-/** A sealed value that does not open: the data was altered or the key is missing. Never echo it. */
-function mapPii<T>(f: () => T): T {
-  try {
-    return f();
-  } catch (e) {
-    if (e instanceof PiiError) {
-      throw new ConnectError(`stored personal data does not open: ${e.message}`, Code.DataLoss);
-    }
-    throw e;
-  }
-}
 
 /** A race the exclusion constraints caught (overlapping history periods): the caller may retry. */
 function mapConflict(e: unknown): never {
