@@ -58,7 +58,12 @@ function prefixLines(u, stream, out) {
 const children = new Map();
 let keys = {};
 /** What the units get of the development keys (not the admin's password). */
-const unitEnv = () => Object.fromEntries(Object.entries(keys).filter(([k]) => k !== "DEV_ADMIN_PASSWORD"));
+// Units sign their calls to other units (service tokens) with the same development key the domain
+// unit signs access tokens with: every unit verifies with its one public half.
+const unitEnv = () => ({
+  ...(keys.AUTH_SIGNING_KEY && !process.env.SERVICE_SIGNING_KEY ? { SERVICE_SIGNING_KEY: keys.AUTH_SIGNING_KEY } : {}),
+  ...Object.fromEntries(Object.entries(keys).filter(([k]) => k !== "DEV_ADMIN_PASSWORD")),
+});
 let stopping = false;
 
 function startUnit(u, restarts = 0) {

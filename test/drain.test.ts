@@ -11,21 +11,24 @@ import type { Redis } from "ioredis";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../gen/grpc/health/v1/health_pb.js";
 import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
 import { createRedis, redisReady } from "../services/kit/src/redis.js";
+import type { Month } from "../services/usage/src/months.js";
+import { UsageStore } from "../services/usage/src/redis/store.js";
 import { policy } from "../services/usage/src/routes.js";
 import { createServer } from "../services/usage/src/server.js";
-import { LineUsageStore } from "../services/usage/src/store/line-usage-store.js";
 import { bearer, tokenFor, verifier } from "./support/auth.js";
 import { eventually, sleep, TEST_REDIS_URL, testLogger, unique } from "./support/env.js";
+import { usageStore } from "./support/usage.js";
 
 /** The real store, slowed down so that a call is still in flight when the drain starts. */
-class SlowStore extends LineUsageStore {
+class SlowStore extends UsageStore {
   constructor(
     redis: Redis,
     private readonly delayMs: number,
   ) {
-    super(redis);
+    const real = usageStore(redis);
+    super(redis, { layout: real.layout, clock: real.clock, graceMs: 15 * 86_400_000 });
   }
-  override async get(subscriptionId: string, month: string) {
+  override async get(subscriptionId: string, month: Month) {
     await sleep(this.delayMs);
     return super.get(subscriptionId, month);
   }
@@ -51,7 +54,7 @@ describe("graceful drain", () => {
     const health = createClient(Health, transport);
     const usage = createClient(UsageService, transport);
     const line = unique("drain");
-    await redis.set(`quota:{${line}}`, "1000");
+    await usageStore(redis).setQuotas([{ sid: line, mode: "override", lineSequence: 0n, quotaBytes: 1000n }]);
 
     const seen: Status[] = [];
     const watching = (async () => {
@@ -86,7 +89,7 @@ describe("graceful drain", () => {
     );
     const at = await server.listen(0);
     const line = unique("burst");
-    await redis.set(`quota:{${line}}`, "7");
+    await usageStore(redis).setQuotas([{ sid: line, mode: "override", lineSequence: 0n, quotaBytes: 7n }]);
     const callers = [
       createClient(UsageService, createGrpcTransport({ baseUrl: at.url, interceptors: [bearer(token)] })),
       createClient(

@@ -67,7 +67,8 @@ const where = (d: Doc) => `${d.file}: ${d.obj.kind} ${d.obj.metadata?.namespace 
 /** Each secret setting, and how a unit's main.ts shows that it uses it. */
 const SECRET_USE: Record<string, RegExp> = {
   DATABASE_URL: /\b(createKnex|postgresFor)\(/,
-  REDIS_URL: /\bcreateRedis\(/,
+  REDIS_URL: /\bcreateRedis(Client)?\(/,
+  SERVICE_SIGNING_KEY: /\bServiceTokens\.create\(/,
   AUTH_SIGNING_KEY: /\bTokenSigner\.fromPrivateKey\(/,
   DOMAIN_PII_KEYS: /\bparseKeyRing\([^)]*\bDOMAIN_PII_KEYS\b/,
   DOMAIN_BLIND_INDEX_KEY: /\bparseKeyRing\([^)]*\bDOMAIN_BLIND_INDEX_KEY\b/,

@@ -34,6 +34,8 @@ before(async () => {
       REDIS_URL: TEST_REDIS_URL,
       DRAIN_DELAY_MS: "300",
       LOG_LEVEL: "info",
+      // The usage unit's consumers are tested on their own topics (services/usage/test).
+      USAGE_COMPONENTS: "none",
       ...AUTH_ENV,
     });
     running.set(unit, { p, port });

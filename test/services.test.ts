@@ -27,6 +27,7 @@ import { bearer, tokenFor } from "./support/auth.js";
 import { clients, grpc, grpcClient, grpcJsClient, PROTO_ROOT } from "./support/clients.js";
 import { unique } from "./support/env.js";
 import { type RunningUnits, startUnits, type UnitName } from "./support/units.js";
+import { usageStore } from "./support/usage.js";
 
 let units: RunningUnits;
 /** An operator's token: most tests act as customer care. */
@@ -75,14 +76,16 @@ describe("usage unit", () => {
     }
   });
 
-  it("reads counters the aggregator wrote (hash per line and month, levels as a bit mask)", async () => {
+  it("reads counters the aggregator wrote: a jump to 90 % marks 50 and 80 done", async () => {
     const [[, client]] = clients(UsageService, units.at.usage.url, staff) as [
       [string, ReturnType<typeof createClient<typeof UsageService>>],
     ];
     const line = unique("line");
-    await units.redis.set(`quota:{${line}}`, String(10n * GiB));
-    await units.redis.hset(`usage:{${line}}:202611`, { used: String(9n * GiB), alerted: "3" });
-    const got = await client.getLineUsage({ subscriptionId: line, month: "2026-11" });
+    const store = usageStore(units.redis);
+    await store.setQuotas([{ sid: line, mode: "current", lineSequence: 1n, quotaBytes: 10n * GiB }]);
+    const month = store.clock.monthOf(Date.now());
+    await store.apply([{ sid: line, seq: 1, bytes: Number(9n * GiB), month, traceparent: "" }]);
+    const got = await client.getLineUsage({ subscriptionId: line, month: month.label });
     assert.equal(got.usedBytes, 9n * GiB);
     assert.deepEqual(got.alertedLevels, [50, 80]);
     assert.equal(got.percent, 90);

@@ -34,6 +34,8 @@ export function bearer(token: string): Interceptor {
 export const AUTH_ENV = {
   AUTH_VERIFY_KEY: AUTH_KEYS.verifyKey,
   AUTH_SIGNING_KEY: AUTH_KEYS.signingKey,
+  // Units sign their own calls to other units with it (the test verify key accepts them).
+  SERVICE_SIGNING_KEY: AUTH_KEYS.signingKey,
   // The domain unit's personal-data keys: the test database's (support/keys.ts).
   ...TEST_PII_ENV,
 };

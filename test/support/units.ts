@@ -23,9 +23,9 @@ import { createServer as createMessageServer } from "../../services/message/src/
 import { TemplateStore } from "../../services/message/src/store/template-store.js";
 import { policy as usagePolicy } from "../../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../../services/usage/src/server.js";
-import { LineUsageStore } from "../../services/usage/src/store/line-usage-store.js";
 import { signer, verifier } from "./auth.js";
 import { testKeyRing } from "./keys.js";
+import { usageStore } from "./usage.js";
 
 /** Personal data in tests is sealed with keys made for this process. */
 export const testRing = testKeyRing();
@@ -63,7 +63,7 @@ export async function startUnits(opts: { logs?: NodeJS.WritableStream } = {}): P
     auth: { verifier, policy },
   });
   const servers: Record<UnitName, RpcServer> = {
-    usage: createUsageServer({ store: new LineUsageStore(redis) }, settings("usage", usagePolicy)),
+    usage: createUsageServer({ store: usageStore(redis) }, settings("usage", usagePolicy)),
     message: createMessageServer({ templates: new TemplateStore(knex.message) }, settings("message", messagePolicy)),
     domain: createDomainServer(
       {

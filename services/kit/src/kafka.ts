@@ -151,6 +151,13 @@ export function decodeRecord<Desc extends DescMessage>(
 export interface Rejection<T> {
   record: Decoded<T>;
   reason: string;
+  /**
+   * What to dead-letter instead of the record's own value (e.g. one bad event of a batch record,
+   * re-encoded on its own, so the good events of the batch are not dead-lettered with it), and
+   * headers to add or override.
+   */
+  value?: Uint8Array;
+  headers?: Record<string, string>;
 }
 
 export interface ProtoConsumerOptions<Desc extends DescMessage> {
@@ -180,6 +187,15 @@ export interface ProtoConsumerOptions<Desc extends DescMessage> {
   onCommitted?: (info: { partition: number; offset: string; good: number; dead: number }) => void;
   sessionTimeout?: number;
   partitionsConsumedConcurrently?: number;
+  /** Fetch tuning (kafkajs consumer options). */
+  fetch?: { maxBytesPerPartition?: number; maxBytes?: number; maxWaitTimeInMs?: number; minBytes?: number };
+}
+
+interface DeadLetter {
+  m: KafkaMessage;
+  reason: string;
+  value?: Uint8Array;
+  headers?: Record<string, string>;
 }
 
 /**
@@ -198,6 +214,7 @@ export class ProtoConsumer<Desc extends DescMessage> {
       allowAutoTopicCreation: false,
       sessionTimeout: o.sessionTimeout ?? 30_000,
       heartbeatInterval: 3_000,
+      ...o.fetch,
     });
     this.log = o.logger.child({ component: "consumer", topic: o.topic, group: o.groupId });
   }
@@ -223,7 +240,7 @@ export class ProtoConsumer<Desc extends DescMessage> {
   }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
     const good: Decoded<MessageShape<Desc>>[] = [];
-    const dead: { m: KafkaMessage; reason: string }[] = [];
+    const dead: DeadLetter[] = [];
     const byOffset = new Map(batch.messages.map((m) => [m.offset, m]));
     for (const m of batch.messages) {
       try {
@@ -243,7 +260,7 @@ export class ProtoConsumer<Desc extends DescMessage> {
         const rejected = await this.o.handle(good, { topic: batch.topic, partition: batch.partition });
         for (const r of rejected ?? []) {
           const m = byOffset.get(r.record.offset);
-          if (m) dead.push({ m, reason: r.reason });
+          if (m) dead.push({ m, reason: r.reason, value: r.value, headers: r.headers });
         }
       } finally {
         clearInterval(beat);
@@ -262,20 +279,17 @@ export class ProtoConsumer<Desc extends DescMessage> {
     this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
   }
 
-  private async deadLetter(
-    topic: string,
-    partition: number,
-    dead: { m: KafkaMessage; reason: string }[],
-  ): Promise<void> {
+  private async deadLetter(topic: string, partition: number, dead: DeadLetter[]): Promise<void> {
     const failedAt = new Date().toISOString();
     await this.o.producer.send({
       topic: dlqTopic(topic),
       acks: -1,
-      messages: dead.map(({ m, reason }) => ({
+      messages: dead.map(({ m, reason, value, headers }) => ({
         key: m.key,
-        value: m.value,
+        value: value ? Buffer.from(value) : m.value,
         headers: {
           ...m.headers,
+          ...headers,
           [DLQ.reason]: reason,
           [DLQ.sourceTopic]: topic,
           [DLQ.sourcePartition]: String(partition),

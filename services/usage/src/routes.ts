@@ -1,12 +1,9 @@
 import type { ConnectRouter } from "@connectrpc/connect";
 import { UsageService } from "../../../gen/telco/usage/v1/usage_pb.js";
-import { EVERYONE, type Policy } from "../../kit/src/auth.js";
-import { UsageServiceImpl } from "./handlers/usage-service.js";
-import type { LineUsageStore } from "./store/line-usage-store.js";
+import { EVERYONE, type Policy, STAFF } from "../../kit/src/auth.js";
+import { type UsageServiceDeps, UsageServiceImpl } from "./handlers/usage-service.js";
 
-export interface UsageDeps {
-  store: LineUsageStore;
-}
+export type UsageDeps = UsageServiceDeps;
 
 export const services = [UsageService];
 
@@ -14,8 +11,14 @@ export const services = [UsageService];
 export const policy: Policy = {
   GetLineUsage: EVERYONE,
   SetLineQuota: ["admin", "operator", "service"],
+  GetLineUsageHistory: EVERYONE,
+  WatchLineUsage: EVERYONE,
+  ListTopLines: STAFF,
+  // Billing (the batch unit) reads every line's total of a month.
+  StreamMonthTotals: ["service", "admin"],
+  ReloadQuotas: ["admin", "service"],
 };
 
 export const routes = (deps: UsageDeps) => (router: ConnectRouter) => {
-  router.service(UsageService, new UsageServiceImpl(deps.store));
+  router.service(UsageService, new UsageServiceImpl(deps));
 };

@@ -4,13 +4,15 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { Duration, Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_duration, file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file telco/usage/v1/usage.proto.
  */
 export const file_telco_usage_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("Chp0ZWxjby91c2FnZS92MS91c2FnZS5wcm90bxIOdGVsY28udXNhZ2UudjEiPQoTR2V0TGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSDQoFbW9udGgYAiABKAkipQEKFEdldExpbmVVc2FnZVJlc3BvbnNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRINCgVtb250aBgCIAEoCRISCgp1c2VkX2J5dGVzGAMgASgEEhMKC3F1b3RhX2J5dGVzGAQgASgEEhYKDmFsZXJ0ZWRfbGV2ZWxzGAUgAygNEg8KB3BlcmNlbnQYBiABKAESEwoLcXVvdGFfa25vd24YByABKAgiQwoTU2V0TGluZVF1b3RhUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEwoLcXVvdGFfYnl0ZXMYAiABKAQiRAoUU2V0TGluZVF1b3RhUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhMKC3F1b3RhX2J5dGVzGAIgASgEMs4BCgxVc2FnZVNlcnZpY2USXgoMR2V0TGluZVVzYWdlEiMudGVsY28udXNhZ2UudjEuR2V0TGluZVVzYWdlUmVxdWVzdBokLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZVJlc3BvbnNlIgOQAgESXgoMU2V0TGluZVF1b3RhEiMudGVsY28udXNhZ2UudjEuU2V0TGluZVF1b3RhUmVxdWVzdBokLnRlbGNvLnVzYWdlLnYxLlNldExpbmVRdW90YVJlc3BvbnNlIgOQAgJiBnByb3RvMw");
+  fileDesc("Chp0ZWxjby91c2FnZS92MS91c2FnZS5wcm90bxIOdGVsY28udXNhZ2UudjEiPQoTR2V0TGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSDQoFbW9udGgYAiABKAkipQEKFEdldExpbmVVc2FnZVJlc3BvbnNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRINCgVtb250aBgCIAEoCRISCgp1c2VkX2J5dGVzGAMgASgEEhMKC3F1b3RhX2J5dGVzGAQgASgEEhYKDmFsZXJ0ZWRfbGV2ZWxzGAUgAygNEg8KB3BlcmNlbnQYBiABKAESEwoLcXVvdGFfa25vd24YByABKAgiQwoTU2V0TGluZVF1b3RhUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEwoLcXVvdGFfYnl0ZXMYAiABKAQiRAoUU2V0TGluZVF1b3RhUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhMKC3F1b3RhX2J5dGVzGAIgASgEIrABChpHZXRMaW5lVXNhZ2VIaXN0b3J5UmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSKAoEZnJvbRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBHN0ZXAYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iiwEKG0dldExpbmVVc2FnZUhpc3RvcnlSZXNwb25zZRIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSJwoEc3RlcBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZwb2ludHMYAyADKAsyGi50ZWxjby51c2FnZS52MS5Vc2FnZVBvaW50IkYKClVzYWdlUG9pbnQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWJ5dGVzGAIgASgEIjAKFVdhdGNoTGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkiTQoWV2F0Y2hMaW5lVXNhZ2VSZXNwb25zZRIzCgV1c2FnZRgBIAEoCzIkLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZVJlc3BvbnNlIjMKE0xpc3RUb3BMaW5lc1JlcXVlc3QSDQoFbW9udGgYASABKAkSDQoFbGltaXQYAiABKAUiSwoUTGlzdFRvcExpbmVzUmVzcG9uc2USMwoFbGluZXMYASADKAsyJC50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VSZXNwb25zZSI8ChhTdHJlYW1Nb250aFRvdGFsc1JlcXVlc3QSDQoFbW9udGgYASABKAkSEQoJcGFnZV9zaXplGAIgASgFIkYKGVN0cmVhbU1vbnRoVG90YWxzUmVzcG9uc2USKQoGdG90YWxzGAEgAygLMhkudGVsY28udXNhZ2UudjEuTGluZVRvdGFsIjgKCUxpbmVUb3RhbBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEgoKdXNlZF9ieXRlcxgCIAEoBCIVChNSZWxvYWRRdW90YXNSZXF1ZXN0IiwKFFJlbG9hZFF1b3Rhc1Jlc3BvbnNlEhQKDGxpbmVzX2xvYWRlZBgBIAEoBDLZBQoMVXNhZ2VTZXJ2aWNlEl4KDEdldExpbmVVc2FnZRIjLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZVJlcXVlc3QaJC50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VSZXNwb25zZSIDkAIBEl4KDFNldExpbmVRdW90YRIjLnRlbGNvLnVzYWdlLnYxLlNldExpbmVRdW90YVJlcXVlc3QaJC50ZWxjby51c2FnZS52MS5TZXRMaW5lUXVvdGFSZXNwb25zZSIDkAICEnMKE0dldExpbmVVc2FnZUhpc3RvcnkSKi50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VIaXN0b3J5UmVxdWVzdBorLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZUhpc3RvcnlSZXNwb25zZSIDkAIBEmYKDldhdGNoTGluZVVzYWdlEiUudGVsY28udXNhZ2UudjEuV2F0Y2hMaW5lVXNhZ2VSZXF1ZXN0GiYudGVsY28udXNhZ2UudjEuV2F0Y2hMaW5lVXNhZ2VSZXNwb25zZSIDkAIBMAESXgoMTGlzdFRvcExpbmVzEiMudGVsY28udXNhZ2UudjEuTGlzdFRvcExpbmVzUmVxdWVzdBokLnRlbGNvLnVzYWdlLnYxLkxpc3RUb3BMaW5lc1Jlc3BvbnNlIgOQAgESbwoRU3RyZWFtTW9udGhUb3RhbHMSKC50ZWxjby51c2FnZS52MS5TdHJlYW1Nb250aFRvdGFsc1JlcXVlc3QaKS50ZWxjby51c2FnZS52MS5TdHJlYW1Nb250aFRvdGFsc1Jlc3BvbnNlIgOQAgEwARJbCgxSZWxvYWRRdW90YXMSIy50ZWxjby51c2FnZS52MS5SZWxvYWRRdW90YXNSZXF1ZXN0GiQudGVsY28udXNhZ2UudjEuUmVsb2FkUXVvdGFzUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message telco.usage.v1.GetLineUsageRequest
@@ -144,6 +146,280 @@ export const SetLineQuotaResponseSchema: GenMessage<SetLineQuotaResponse> = /*@_
   messageDesc(file_telco_usage_v1_usage, 3);
 
 /**
+ * @generated from message telco.usage.v1.GetLineUsageHistoryRequest
+ */
+export type GetLineUsageHistoryRequest = Message<"telco.usage.v1.GetLineUsageHistoryRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * Start of the range (inclusive). Required.
+   *
+   * @generated from field: google.protobuf.Timestamp from = 2;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * End of the range (exclusive); after `from`, at most 400 days later. Required.
+   *
+   * @generated from field: google.protobuf.Timestamp to = 3;
+   */
+  to?: Timestamp | undefined;
+
+  /**
+   * Width of each point: a whole number of minutes, at least 5 (the stored resolution); at most
+   * 2000 points per answer. Unset = 1 hour.
+   *
+   * @generated from field: google.protobuf.Duration step = 4;
+   */
+  step?: Duration | undefined;
+};
+
+/**
+ * Describes the message telco.usage.v1.GetLineUsageHistoryRequest.
+ * Use `create(GetLineUsageHistoryRequestSchema)` to create a new message.
+ */
+export const GetLineUsageHistoryRequestSchema: GenMessage<GetLineUsageHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 4);
+
+/**
+ * @generated from message telco.usage.v1.GetLineUsageHistoryResponse
+ */
+export type GetLineUsageHistoryResponse = Message<"telco.usage.v1.GetLineUsageHistoryResponse"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * @generated from field: google.protobuf.Duration step = 2;
+   */
+  step?: Duration | undefined;
+
+  /**
+   * One point per step with usage; steps without usage are left out.
+   *
+   * @generated from field: repeated telco.usage.v1.UsagePoint points = 3;
+   */
+  points: UsagePoint[];
+};
+
+/**
+ * Describes the message telco.usage.v1.GetLineUsageHistoryResponse.
+ * Use `create(GetLineUsageHistoryResponseSchema)` to create a new message.
+ */
+export const GetLineUsageHistoryResponseSchema: GenMessage<GetLineUsageHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 5);
+
+/**
+ * @generated from message telco.usage.v1.UsagePoint
+ */
+export type UsagePoint = Message<"telco.usage.v1.UsagePoint"> & {
+  /**
+   * Start of the step.
+   *
+   * @generated from field: google.protobuf.Timestamp start = 1;
+   */
+  start?: Timestamp | undefined;
+
+  /**
+   * @generated from field: uint64 bytes = 2;
+   */
+  bytes: bigint;
+};
+
+/**
+ * Describes the message telco.usage.v1.UsagePoint.
+ * Use `create(UsagePointSchema)` to create a new message.
+ */
+export const UsagePointSchema: GenMessage<UsagePoint> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 6);
+
+/**
+ * @generated from message telco.usage.v1.WatchLineUsageRequest
+ */
+export type WatchLineUsageRequest = Message<"telco.usage.v1.WatchLineUsageRequest"> & {
+  /**
+   * Required.
+   *
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+};
+
+/**
+ * Describes the message telco.usage.v1.WatchLineUsageRequest.
+ * Use `create(WatchLineUsageRequestSchema)` to create a new message.
+ */
+export const WatchLineUsageRequestSchema: GenMessage<WatchLineUsageRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 7);
+
+/**
+ * @generated from message telco.usage.v1.WatchLineUsageResponse
+ */
+export type WatchLineUsageResponse = Message<"telco.usage.v1.WatchLineUsageResponse"> & {
+  /**
+   * The line's usage in the current month (carrier time zone) at the time sent.
+   *
+   * @generated from field: telco.usage.v1.GetLineUsageResponse usage = 1;
+   */
+  usage?: GetLineUsageResponse | undefined;
+};
+
+/**
+ * Describes the message telco.usage.v1.WatchLineUsageResponse.
+ * Use `create(WatchLineUsageResponseSchema)` to create a new message.
+ */
+export const WatchLineUsageResponseSchema: GenMessage<WatchLineUsageResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 8);
+
+/**
+ * @generated from message telco.usage.v1.ListTopLinesRequest
+ */
+export type ListTopLinesRequest = Message<"telco.usage.v1.ListTopLinesRequest"> & {
+  /**
+   * "YYYY-MM". Required.
+   *
+   * @generated from field: string month = 1;
+   */
+  month: string;
+
+  /**
+   * 1..100; 0 = 10.
+   *
+   * @generated from field: int32 limit = 2;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message telco.usage.v1.ListTopLinesRequest.
+ * Use `create(ListTopLinesRequestSchema)` to create a new message.
+ */
+export const ListTopLinesRequestSchema: GenMessage<ListTopLinesRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 9);
+
+/**
+ * @generated from message telco.usage.v1.ListTopLinesResponse
+ */
+export type ListTopLinesResponse = Message<"telco.usage.v1.ListTopLinesResponse"> & {
+  /**
+   * @generated from field: repeated telco.usage.v1.GetLineUsageResponse lines = 1;
+   */
+  lines: GetLineUsageResponse[];
+};
+
+/**
+ * Describes the message telco.usage.v1.ListTopLinesResponse.
+ * Use `create(ListTopLinesResponseSchema)` to create a new message.
+ */
+export const ListTopLinesResponseSchema: GenMessage<ListTopLinesResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 10);
+
+/**
+ * @generated from message telco.usage.v1.StreamMonthTotalsRequest
+ */
+export type StreamMonthTotalsRequest = Message<"telco.usage.v1.StreamMonthTotalsRequest"> & {
+  /**
+   * "YYYY-MM". Required.
+   *
+   * @generated from field: string month = 1;
+   */
+  month: string;
+
+  /**
+   * Lines per streamed message, 1..10000; 0 = 5000.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message telco.usage.v1.StreamMonthTotalsRequest.
+ * Use `create(StreamMonthTotalsRequestSchema)` to create a new message.
+ */
+export const StreamMonthTotalsRequestSchema: GenMessage<StreamMonthTotalsRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 11);
+
+/**
+ * @generated from message telco.usage.v1.StreamMonthTotalsResponse
+ */
+export type StreamMonthTotalsResponse = Message<"telco.usage.v1.StreamMonthTotalsResponse"> & {
+  /**
+   * @generated from field: repeated telco.usage.v1.LineTotal totals = 1;
+   */
+  totals: LineTotal[];
+};
+
+/**
+ * Describes the message telco.usage.v1.StreamMonthTotalsResponse.
+ * Use `create(StreamMonthTotalsResponseSchema)` to create a new message.
+ */
+export const StreamMonthTotalsResponseSchema: GenMessage<StreamMonthTotalsResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 12);
+
+/**
+ * A line's usage total of a month.
+ *
+ * @generated from message telco.usage.v1.LineTotal
+ */
+export type LineTotal = Message<"telco.usage.v1.LineTotal"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * @generated from field: uint64 used_bytes = 2;
+   */
+  usedBytes: bigint;
+};
+
+/**
+ * Describes the message telco.usage.v1.LineTotal.
+ * Use `create(LineTotalSchema)` to create a new message.
+ */
+export const LineTotalSchema: GenMessage<LineTotal> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 13);
+
+/**
+ * @generated from message telco.usage.v1.ReloadQuotasRequest
+ */
+export type ReloadQuotasRequest = Message<"telco.usage.v1.ReloadQuotasRequest"> & {
+};
+
+/**
+ * Describes the message telco.usage.v1.ReloadQuotasRequest.
+ * Use `create(ReloadQuotasRequestSchema)` to create a new message.
+ */
+export const ReloadQuotasRequestSchema: GenMessage<ReloadQuotasRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 14);
+
+/**
+ * @generated from message telco.usage.v1.ReloadQuotasResponse
+ */
+export type ReloadQuotasResponse = Message<"telco.usage.v1.ReloadQuotasResponse"> & {
+  /**
+   * Lines whose quota was loaded.
+   *
+   * @generated from field: uint64 lines_loaded = 1;
+   */
+  linesLoaded: bigint;
+};
+
+/**
+ * Describes the message telco.usage.v1.ReloadQuotasResponse.
+ * Use `create(ReloadQuotasResponseSchema)` to create a new message.
+ */
+export const ReloadQuotasResponseSchema: GenMessage<ReloadQuotasResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 15);
+
+/**
  * Live usage of subscriber lines.
  *
  * @generated from service telco.usage.v1.UsageService
@@ -168,6 +444,56 @@ export const UsageService: GenService<{
     methodKind: "unary";
     input: typeof SetLineQuotaRequestSchema;
     output: typeof SetLineQuotaResponseSchema;
+  },
+  /**
+   * A line's usage over time (from the time series), summed per step.
+   *
+   * @generated from rpc telco.usage.v1.UsageService.GetLineUsageHistory
+   */
+  getLineUsageHistory: {
+    methodKind: "unary";
+    input: typeof GetLineUsageHistoryRequestSchema;
+    output: typeof GetLineUsageHistoryResponseSchema;
+  },
+  /**
+   * The line's usage this month now, then again each time it changes.
+   *
+   * @generated from rpc telco.usage.v1.UsageService.WatchLineUsage
+   */
+  watchLineUsage: {
+    methodKind: "server_streaming";
+    input: typeof WatchLineUsageRequestSchema;
+    output: typeof WatchLineUsageResponseSchema;
+  },
+  /**
+   * The lines with the most usage in a month, most first.
+   *
+   * @generated from rpc telco.usage.v1.UsageService.ListTopLines
+   */
+  listTopLines: {
+    methodKind: "unary";
+    input: typeof ListTopLinesRequestSchema;
+    output: typeof ListTopLinesResponseSchema;
+  },
+  /**
+   * Every line's total of a month, in pages (billing reads this).
+   *
+   * @generated from rpc telco.usage.v1.UsageService.StreamMonthTotals
+   */
+  streamMonthTotals: {
+    methodKind: "server_streaming";
+    input: typeof StreamMonthTotalsRequestSchema;
+    output: typeof StreamMonthTotalsResponseSchema;
+  },
+  /**
+   * Loads every line's quota again from the domain unit.
+   *
+   * @generated from rpc telco.usage.v1.UsageService.ReloadQuotas
+   */
+  reloadQuotas: {
+    methodKind: "unary";
+    input: typeof ReloadQuotasRequestSchema;
+    output: typeof ReloadQuotasResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_telco_usage_v1_usage, 0);

@@ -389,6 +389,11 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
           subscriptionId: r.subscription_id,
           planId: r.plan_id,
           quotaBytes: BigInt(r.quota_bytes),
+          lineSequence: BigInt(r.line_sequence),
+          next:
+            r.next_from === null
+              ? undefined
+              : { quotaBytes: BigInt(r.next_quota_bytes ?? 0), effectiveFrom: timestampFromDate(r.next_from) },
         })),
       });
       if (rows.length < limit) return;

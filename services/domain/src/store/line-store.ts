@@ -46,6 +46,10 @@ export interface QuotaRow {
   subscription_id: string;
   plan_id: string;
   quota_bytes: string;
+  line_sequence: string;
+  /** A plan change that takes effect later: its quota and start. */
+  next_quota_bytes: string | null;
+  next_from: Date | null;
 }
 
 export type Headers = Record<string, string>;
@@ -110,10 +114,16 @@ export class LineStore {
   /** One page of the current quotas of the lines that are not terminated. */
   async quotaPage(after: string | undefined, limit: number): Promise<QuotaRow[]> {
     const { rows } = await this.knex.raw<{ rows: QuotaRow[] }>(
-      `select s.subscription_id, sp.plan_id, p.quota_bytes
+      `select s.subscription_id, sp.plan_id, p.quota_bytes, s.line_sequence,
+              nx.quota_bytes as next_quota_bytes, nx.valid_from as next_from
          from domain.subscriptions s
          join domain.subscription_plan sp on sp.subscription_id = s.subscription_id and sp.valid @> now()
          join domain.plans p on p.plan_id = sp.plan_id
+         left join lateral (
+           select np.quota_bytes, lower(f.valid) as valid_from
+             from domain.subscription_plan f join domain.plans np on np.plan_id = f.plan_id
+            where f.subscription_id = s.subscription_id and lower(f.valid) > now()
+            order by lower(f.valid) limit 1) nx on true
         where s.status <> 'terminated' and s.subscription_id > ?
         order by s.subscription_id limit ?`,
       [after ?? "", limit],

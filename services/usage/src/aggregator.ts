@@ -1,0 +1,175 @@
+import { create, toBinary } from "@bufbuild/protobuf";
+import {
+  type UsageEvent,
+  type UsageEventBatch,
+  UsageEventBatchSchema,
+  UsageEventSchema,
+} from "../../../gen/telco/usage/v1/events_pb.js";
+import { ID_RE } from "../../kit/src/errors.js";
+import { type Decoded, MESSAGE_TYPE_HEADER, type Rejection } from "../../kit/src/kafka.js";
+import type { Logger } from "../../kit/src/logger.js";
+import type { Month, MonthClock } from "./months.js";
+import { MAX_SEQ, SEQ_WINDOW } from "./redis/scripts.js";
+import type { UsageInput, UsageStore } from "./redis/store.js";
+
+/** Largest usage one report may carry: 1 TiB. More is a unit mistake, not traffic. */
+export const MAX_EVENT_BYTES = 2 ** 40;
+/** Header of a dead-lettered event that came in a batch record: its index in the batch. */
+export const BATCH_INDEX_HEADER = "dlq-batch-index";
+
+export type UsageRecord = Decoded<UsageEvent | UsageEventBatch>;
+
+/** Running counts of what the aggregator did (metrics, the benchmark, tests). */
+export interface AggregatorStats {
+  records: number;
+  events: number;
+  counted: number;
+  duplicates: number;
+  deadLettered: number;
+  alerts: number;
+  batches: number;
+}
+
+export interface AggregatorOptions {
+  store: UsageStore;
+  logger: Logger;
+  /** Events dated further ahead than this are refused (a clock gone wrong, not usage). */
+  maxClockSkewMs: number;
+  /** Told which line groups got alerts, so the relay publishes them at once. */
+  onAlerts?: (groups: number[]) => void;
+  now?: () => number;
+}
+
+/**
+ * The handler of the `usage.events` consumer group: per fetched batch it checks every event,
+ * counts the good ones with one atomic script call per line group (see redis/store.ts), and
+ * returns the ones it cannot take, each with its reason, to be dead-lettered before the commit.
+ * Redelivered batches are harmless: the script drops sequence numbers it has seen.
+ */
+export class Aggregator {
+  readonly stats: AggregatorStats = {
+    records: 0,
+    events: 0,
+    counted: 0,
+    duplicates: 0,
+    deadLettered: 0,
+    alerts: 0,
+    batches: 0,
+  };
+  private readonly now: () => number;
+  private readonly checker: EventChecker;
+
+  constructor(private readonly o: AggregatorOptions) {
+    this.now = o.now ?? Date.now;
+    this.checker = new EventChecker(o.store, o.maxClockSkewMs);
+  }
+
+  handle = async (records: UsageRecord[]): Promise<Rejection<UsageEvent | UsageEventBatch>[]> => {
+    const inputs: UsageInput[] = [];
+    const origin: { record: UsageRecord; index: number; event: UsageEvent }[] = [];
+    const rejections: Rejection<UsageEvent | UsageEventBatch>[] = [];
+    const now = this.now();
+    for (const record of records) {
+      const batch = record.typeName === UsageEventBatchSchema.typeName;
+      const events = batch ? (record.value as UsageEventBatch).events : [record.value as UsageEvent];
+      if (batch && events.length === 0) {
+        rejections.push({ record, reason: "batch record holds no events" });
+        continue;
+      }
+      const traceparent = record.headers.traceparent ?? "";
+      for (let index = 0; index < events.length; index++) {
+        const event = events[index] as UsageEvent;
+        const c = this.checker.check(event, batch ? undefined : record.key, now);
+        if (typeof c === "string") {
+          rejections.push(batch ? eventRejection(record, index, event, c) : { record, reason: c });
+          continue;
+        }
+        const { month } = c;
+        inputs.push({
+          sid: event.subscriptionId,
+          seq: Number(event.seq),
+          bytes: Number(event.bytes),
+          month,
+          traceparent,
+        });
+        origin.push({ record, index, event });
+      }
+      this.stats.events += events.length;
+    }
+    this.stats.records += records.length;
+    this.stats.batches += 1;
+    if (inputs.length > 0) {
+      const r = await this.o.store.apply(inputs);
+      this.stats.counted += r.counted;
+      this.stats.duplicates += r.duplicates;
+      this.stats.alerts += r.alerts;
+      for (const i of r.stale) {
+        const { record, index, event } = origin[i] as (typeof origin)[number];
+        const reason =
+          `seq ${event.seq} is more than ${SEQ_WINDOW} behind the highest seen for line ${event.subscriptionId}: ` +
+          "too late to tell a new event from a redelivered one";
+        const batch = record.typeName === UsageEventBatchSchema.typeName;
+        rejections.push(batch ? eventRejection(record, index, event, reason) : { record, reason });
+      }
+      if (r.alertGroups.length > 0) this.o.onAlerts?.(r.alertGroups);
+    }
+    this.stats.deadLettered += rejections.length;
+    return rejections;
+  };
+}
+
+/** Where an event counts: its occurrence time (ms) and month in the carrier's time zone. */
+export interface Placed {
+  ms: number;
+  month: Month;
+}
+
+/**
+ * The checks every usage event passes before it counts, shared by the aggregator (which
+ * dead-letters what fails) and the time series writer (which skips it: the aggregator's group
+ * already dead-letters it).
+ */
+export class EventChecker {
+  constructor(
+    private readonly months: { clock: MonthClock; isOpen(m: Month): boolean },
+    private readonly maxClockSkewMs: number,
+  ) {}
+
+  /** Why an event cannot be counted, or where it counts. `key`: the record key of a single-event record. */
+  check(e: UsageEvent, key: string | undefined, now: number): string | Placed {
+    if (!ID_RE.test(e.subscriptionId)) return "subscription_id is missing or malformed";
+    if (key !== undefined && key !== e.subscriptionId) {
+      return `record key ${JSON.stringify(key)} is not the event's subscription_id ${e.subscriptionId}`;
+    }
+    if (e.eventId.length === 0 || e.eventId.length > 128) return "event_id must be 1-128 characters";
+    if (e.bytes === 0n) return "bytes must be > 0";
+    if (e.bytes > BigInt(MAX_EVENT_BYTES)) return `bytes ${e.bytes} exceeds ${MAX_EVENT_BYTES} (1 TiB) per event`;
+    if (e.seq > BigInt(MAX_SEQ)) return `seq ${e.seq} exceeds ${MAX_SEQ}`;
+    if (!e.occurredAt) return "occurred_at is missing";
+    const ms = Number(e.occurredAt.seconds) * 1000 + Math.floor(e.occurredAt.nanos / 1e6);
+    if (!Number.isFinite(ms) || ms < 0) return "occurred_at is not a valid time";
+    if (ms > now + this.maxClockSkewMs) {
+      return `occurred_at ${new Date(ms).toISOString()} is in the future (more than ${this.maxClockSkewMs / 1000} s ahead)`;
+    }
+    const month = this.months.clock.monthOf(ms);
+    if (!this.months.isOpen(month)) {
+      return `occurred_at ${new Date(ms).toISOString()} is in ${month.label}, whose counters are closed`;
+    }
+    return { ms, month };
+  }
+}
+
+/** One bad event of a batch record, dead-lettered on its own as a single UsageEvent. */
+function eventRejection(
+  record: UsageRecord,
+  index: number,
+  event: UsageEvent,
+  reason: string,
+): Rejection<UsageEvent | UsageEventBatch> {
+  return {
+    record,
+    reason: `batch event ${index}: ${reason}`,
+    value: toBinary(UsageEventSchema, create(UsageEventSchema, event)),
+    headers: { [MESSAGE_TYPE_HEADER]: UsageEventSchema.typeName, [BATCH_INDEX_HEADER]: String(index) },
+  };
+}

@@ -1,0 +1,109 @@
+import type { Kafka, Producer } from "kafkajs";
+import { DomainEventSchema } from "../../../gen/telco/domain/v1/events_pb.js";
+import { UsageEventBatchSchema, UsageEventSchema } from "../../../gen/telco/usage/v1/events_pb.js";
+import { ProtoConsumer } from "../../kit/src/kafka.js";
+import type { Logger } from "../../kit/src/logger.js";
+import type { RedisClient } from "../../kit/src/redis.js";
+import { TOPICS } from "../../kit/src/topics.js";
+import { Aggregator } from "./aggregator.js";
+import { domainEventsHandler } from "./quotas.js";
+import type { UsageStore } from "./redis/store.js";
+import { OutboxRelay } from "./relay.js";
+
+export interface PipelineOptions {
+  kafka: Kafka;
+  producer: Producer;
+  redis: RedisClient;
+  store: UsageStore;
+  logger: Logger;
+  components: { aggregator: boolean; relay: boolean; quotas: boolean };
+  topics?: { usageEvents?: string; domainEvents?: string; notifications?: string };
+  /** Consumer groups are "<prefix>-aggregator" and "<prefix>-quotas". */
+  groupPrefix?: string;
+  maxClockSkewMs?: number;
+  relaySweepMs?: number;
+  concurrency?: number;
+  sessionTimeoutMs?: number;
+}
+
+/**
+ * The usage unit's asynchronous parts: the aggregator (usage.events → Redis), the outbox relay
+ * (Redis → notification.requests) and the quota consumer (domain.events → Redis), as main.ts runs
+ * them and as the tests run them on their own topics.
+ */
+export class UsagePipeline {
+  readonly aggregator: Aggregator;
+  relay: OutboxRelay | undefined;
+  aggregatorConsumer: ProtoConsumer<typeof UsageEventSchema | typeof UsageEventBatchSchema> | undefined;
+  quotaConsumer: ProtoConsumer<typeof DomainEventSchema> | undefined;
+  /** Highest committed offset + 1 per partition of the usage topic (tests wait on it). */
+  readonly committed = new Map<number, bigint>();
+
+  constructor(o: PipelineOptions) {
+    const onAlerts = (groups: number[]) => this.relay?.kick(groups);
+    this.aggregator = new Aggregator({
+      store: o.store,
+      logger: o.logger,
+      maxClockSkewMs: o.maxClockSkewMs ?? 300_000,
+      onAlerts,
+    });
+    const prefix = o.groupPrefix ?? "usage";
+    if (o.components.relay) {
+      this.relay = new OutboxRelay({
+        redis: o.redis,
+        layout: o.store.layout,
+        producer: o.producer,
+        logger: o.logger,
+        sweepMs: o.relaySweepMs ?? 1_000,
+        topic: o.topics?.notifications,
+      });
+    }
+    if (o.components.aggregator) {
+      this.aggregatorConsumer = new ProtoConsumer({
+        kafka: o.kafka,
+        groupId: `${prefix}-aggregator`,
+        topic: o.topics?.usageEvents ?? TOPICS.usageEvents,
+        schemas: [UsageEventSchema, UsageEventBatchSchema],
+        handle: this.aggregator.handle,
+        producer: o.producer,
+        logger: o.logger,
+        fromBeginning: true,
+        partitionsConsumedConcurrently: o.concurrency ?? 4,
+        sessionTimeout: o.sessionTimeoutMs,
+        fetch: { maxBytesPerPartition: 4 * 1024 * 1024, maxBytes: 32 * 1024 * 1024, maxWaitTimeInMs: 200 },
+        onCommitted: ({ partition, offset }) => this.committed.set(partition, BigInt(offset)),
+      });
+    }
+    if (o.components.quotas) {
+      this.quotaConsumer = new ProtoConsumer({
+        kafka: o.kafka,
+        groupId: `${prefix}-quotas`,
+        topic: o.topics?.domainEvents ?? TOPICS.domainEvents,
+        schemas: [DomainEventSchema],
+        handle: domainEventsHandler(o.store, onAlerts),
+        sessionTimeout: o.sessionTimeoutMs,
+        producer: o.producer,
+        logger: o.logger,
+        fromBeginning: true,
+      });
+    }
+  }
+
+  /** Alerts found by quota loads go out at once too. */
+  onAlerts = (groups: number[]) => this.relay?.kick(groups);
+
+  async start(): Promise<void> {
+    this.relay?.start();
+    await this.quotaConsumer?.start();
+    await this.aggregatorConsumer?.start();
+  }
+
+  /** Consumers first (each finishes and commits its batch), then the relay publishes what is left. */
+  async stop(): Promise<void> {
+    await Promise.all([this.aggregatorConsumer?.stop(), this.quotaConsumer?.stop()]);
+    if (this.relay) {
+      await this.relay.sweep();
+      await this.relay.stop();
+    }
+  }
+}
