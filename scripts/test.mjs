@@ -59,6 +59,27 @@ async function freshTestDatabase() {
   console.log(`[test] database ${name} recreated`);
 }
 
+/**
+ * And on an empty Redis test database: ids the domain unit hands out start again with the fresh
+ * PostgreSQL database, so counters and quotas an earlier run left under the same ids must go.
+ */
+async function freshTestRedis() {
+  const url = new URL(process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379/15");
+  const db = Number(url.pathname.slice(1) || "0");
+  if (!Number.isInteger(db) || db === 0) {
+    throw new Error(`refusing to empty Redis database ${db} of TEST_REDIS_URL: tests use a database other than 0`);
+  }
+  const { Redis } = await import("ioredis");
+  const redis = new Redis(url.toString(), { lazyConnect: true, maxRetriesPerRequest: 1 });
+  try {
+    await redis.connect();
+    await redis.flushdb();
+  } finally {
+    redis.disconnect();
+  }
+  console.log(`[test] redis database ${db} emptied`);
+}
+
 async function main() {
   ensureInstalled();
   if (!skipChecks) {
@@ -74,6 +95,7 @@ async function main() {
   );
 
   await freshTestDatabase();
+  await freshTestRedis();
 
   const selected = args.filter((a) => !a.startsWith("--"));
   const files = selected.length ? selected : findTests();

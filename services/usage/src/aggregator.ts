@@ -25,6 +25,7 @@ export interface AggregatorStats {
   events: number;
   counted: number;
   duplicates: number;
+  replayed: number;
   deadLettered: number;
   alerts: number;
   batches: number;
@@ -44,7 +45,8 @@ export interface AggregatorOptions {
  * The handler of the `usage.events` consumer group: per fetched batch it checks every event,
  * counts the good ones with one atomic script call per line group (see redis/store.ts), and
  * returns the ones it cannot take, each with its reason, to be dead-lettered before the commit.
- * Redelivered batches are harmless: the script drops sequence numbers it has seen.
+ * Redelivered batches are harmless: the script skips positions of the partition it has applied
+ * (and, for producer retries, sequence numbers the line has seen).
  */
 export class Aggregator {
   readonly stats: AggregatorStats = {
@@ -52,6 +54,7 @@ export class Aggregator {
     events: 0,
     counted: 0,
     duplicates: 0,
+    replayed: 0,
     deadLettered: 0,
     alerts: 0,
     batches: 0,
@@ -64,7 +67,10 @@ export class Aggregator {
     this.checker = new EventChecker(o.store, o.maxClockSkewMs);
   }
 
-  handle = async (records: UsageRecord[]): Promise<Rejection<UsageEvent | UsageEventBatch>[]> => {
+  handle = async (
+    records: UsageRecord[],
+    from?: { topic: string; partition: number },
+  ): Promise<Rejection<UsageEvent | UsageEventBatch>[]> => {
     const inputs: UsageInput[] = [];
     const origin: { record: UsageRecord; index: number; event: UsageEvent }[] = [];
     const rejections: Rejection<UsageEvent | UsageEventBatch>[] = [];
@@ -77,6 +83,8 @@ export class Aggregator {
         continue;
       }
       const traceparent = record.headers.traceparent ?? "";
+      const offset = Number(record.offset);
+      const ts = Number(record.timestamp);
       for (let index = 0; index < events.length; index++) {
         const event = events[index] as UsageEvent;
         const c = this.checker.check(event, batch ? undefined : record.key, now);
@@ -91,6 +99,7 @@ export class Aggregator {
           bytes: Number(event.bytes),
           month,
           traceparent,
+          pos: { offset, index, ts },
         });
         origin.push({ record, index, event });
       }
@@ -99,15 +108,16 @@ export class Aggregator {
     this.stats.records += records.length;
     this.stats.batches += 1;
     if (inputs.length > 0) {
-      const r = await this.o.store.apply(inputs);
+      const r = await this.o.store.apply(inputs, from ? `${from.topic}|${from.partition}` : "");
       this.stats.counted += r.counted;
       this.stats.duplicates += r.duplicates;
+      this.stats.replayed += r.replayed;
       this.stats.alerts += r.alerts;
       for (const i of r.stale) {
         const { record, index, event } = origin[i] as (typeof origin)[number];
         const reason =
           `seq ${event.seq} is more than ${SEQ_WINDOW} behind the highest seen for line ${event.subscriptionId}: ` +
-          "too late to tell a new event from a redelivered one";
+          "too late to tell a new event from a producer's retry";
         const batch = record.typeName === UsageEventBatchSchema.typeName;
         rejections.push(batch ? eventRejection(record, index, event, reason) : { record, reason });
       }

@@ -24,6 +24,8 @@ export interface PipelineOptions {
   relaySweepMs?: number;
   concurrency?: number;
   sessionTimeoutMs?: number;
+  /** Where a new quota group starts on domain.events: the beginning (default) or its end. */
+  quotasFromBeginning?: boolean;
 }
 
 /**
@@ -84,7 +86,7 @@ export class UsagePipeline {
         sessionTimeout: o.sessionTimeoutMs,
         producer: o.producer,
         logger: o.logger,
-        fromBeginning: true,
+        fromBeginning: o.quotasFromBeginning ?? true,
       });
     }
   }

@@ -234,13 +234,13 @@ export class Harness {
     );
   }
 
-  /** Rewinds the aggregator's group on one partition: Kafka delivers those records again. */
-  async redeliver(partition: number, offset: string): Promise<void> {
+  /** Rewinds the aggregator's group on these partitions: Kafka delivers those records again. */
+  async redeliver(partitions: number | number[], offset: string): Promise<void> {
     await this.pipeline?.stop();
     await this.admin.setOffsets({
       groupId: `${this.groupPrefix}-aggregator`,
       topic: this.topics.usage,
-      partitions: [{ partition, offset }],
+      partitions: [...new Set([partitions].flat())].map((partition) => ({ partition, offset })),
     });
     await this.startPipeline();
   }

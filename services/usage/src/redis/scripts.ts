@@ -79,81 +79,118 @@ end
 
 /**
  * Counts a batch of events of one line group.
- * KEYS: outbox, m month keys, qn quota keys, m top keys (same order as the month keys).
- * ARGV: m, qn, now_ms, top_k; m × (label, yyyymm, expire_at_s); then per event
- *       (month index, quota index, subscription id, seq, bytes, traceparent).
- * Returns {counted, duplicates, alerts, stale event indices (0-based)...}.
+ * KEYS: outbox, m month keys, qn quota keys, m top keys (same order as the month keys), and when
+ *       a source is named: its position hash and its stale-event hash.
+ * ARGV: m, qn, now_ms, top_k, source ('' = none, e.g. "usage.events|3"); m × (label, yyyymm,
+ *       expire_at_s); then per event (month index, quota index, subscription id, seq, bytes,
+ *       traceparent, record offset, index in the record, record timestamp ms).
+ * Events of a named source come in (offset, index) order. The position hash keeps, per source,
+ * the last position this group applied and its record's timestamp: an event at or before it is a
+ * redelivery and is skipped whatever its sequence number, so replaying a partition is exact even
+ * past the duplicate window. Only when its record is not newer than that timestamp: a topic
+ * deleted and made again starts its offsets at 0 with new timestamps, and is counted (its
+ * duplicates still meet the sequence window). An event dead-lettered as stale is remembered (7 days) so that its redelivery is
+ * reported stale again rather than lost between the count and the dead-letter write.
+ * Returns {counted, duplicates, alerts, replayed, stale event indices (0-based)...}.
  */
 export const APPLY = `${PRELUDE}
 local m, qn, now, K = int(ARGV[1], 1, 1000), int(ARGV[2], 1, 100000), int(ARGV[3], 0, 1e15), int(ARGV[4], 1, 1000)
-if not m or not qn or not now or not K or #KEYS ~= 1 + 2 * m + qn then
+local src = ARGV[5]
+local nk = 1 + 2 * m + qn
+if src and src ~= '' then nk = nk + 2 end
+if not m or not qn or not now or not K or not src or #KEYS ~= nk then
   return redis.error_reply('ERR usage apply: bad header or key count')
 end
 now = n(now)
-local mo = months(5, m, function(i) return KEYS[1 + i] end)
+local mo = months(6, m, function(i) return KEYS[1 + i] end)
 if not mo then return redis.error_reply('ERR usage apply: bad month arguments') end
 for i = 1, m do mo[i].top = KEYS[1 + m + qn + i] end
-local base = 4 + 3 * m
+local base = 5 + 3 * m
 local nargs = #ARGV - base
-if nargs <= 0 or nargs % 6 ~= 0 then return redis.error_reply('ERR usage apply: bad event argument count') end
-local count = nargs / 6
+if nargs <= 0 or nargs % 9 ~= 0 then return redis.error_reply('ERR usage apply: bad event argument count') end
+local count = nargs / 9
 for e = 0, count - 1 do
-  local o = base + 6 * e
+  local o = base + 9 * e
   if not int(ARGV[o + 1], 1, m) or not int(ARGV[o + 2], 1, qn) or ARGV[o + 3] == ''
-    or not int(ARGV[o + 4], 0, P[53] - 1) or not int(ARGV[o + 5], 1, P[53] - 1) then
+    or not int(ARGV[o + 4], 0, P[53] - 1) or not int(ARGV[o + 5], 1, P[53] - 1)
+    or not int(ARGV[o + 7], 0, P[53] - 1) or not int(ARGV[o + 8], 0, 1e9) or not int(ARGV[o + 9], 0, 1e15) then
     return redis.error_reply('ERR usage apply: bad event ' .. e)
   end
 end
+local posKey, staleKey = KEYS[nk - 1], KEYS[nk]
+local pOff, pIdx, pTs = -1, -1, -1
+if src ~= '' then
+  local raw = redis.call('HGET', posKey, src)
+  if raw then
+    local a, b, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
+    if a then pOff, pIdx, pTs = tonumber(a), tonumber(b), tonumber(c) end
+  end
+end
 local lines, quotas, stale = {}, {}, {}
-local counted, dups, alerts = 0, 0, 0
+local counted, dups, alerts, replayed = 0, 0, 0, 0
+local lastOff, lastIdx, lastTs, newStale = nil, nil, nil, false
 for e = 0, count - 1 do
-  local o = base + 6 * e
+  local o = base + 9 * e
   local mi, qi, sid = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), ARGV[o + 3]
   local seq, bytes, tp = tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6]
-  local month = mo[mi]
-  local lk = mi .. ' ' .. sid
-  local st = lines[lk]
-  if not st then
-    local raw = redis.call('HGET', month.key, sid)
-    if raw then
-      local used, hi, win, al = struct.unpack('<dddB', raw)
-      st = {used = used, hi = hi, win = win, al = al}
-    else
-      st = {used = 0, hi = -1, win = 0, al = 0}
-    end
-    st.sid, st.month, st.dirty = sid, month, false
-    lines[lk] = st
-  end
-  local fresh = false
-  if st.hi < 0 then
-    st.hi, st.win, fresh = seq, 1, true
-  elseif seq > st.hi then
-    local d = seq - st.hi
-    if d >= W then st.win = 1 else st.win = (st.win * P[d]) % P[W] + 1 end
-    st.hi, fresh = seq, true
+  local off, idx, ts = tonumber(ARGV[o + 7]), tonumber(ARGV[o + 8]), tonumber(ARGV[o + 9])
+  local pos = src .. '@' .. n(off) .. ':' .. n(idx)
+  if src ~= '' and ts <= pTs and (off < pOff or (off == pOff and idx <= pIdx)) then
+    replayed = replayed + 1
+    if redis.call('HEXISTS', staleKey, pos) == 1 then stale[#stale + 1] = e end
   else
-    local k = st.hi - seq
-    if k >= W then stale[#stale + 1] = e
-    elseif has(st.win, P[k]) then dups = dups + 1
-    else st.win, fresh = st.win + P[k], true end
-  end
-  if fresh then
-    counted = counted + 1
-    st.used = st.used + bytes
-    st.dirty = true
-    local qk = qi .. ' ' .. sid
-    local qt = quotas[qk]
-    if qt == nil then
-      qt = parseQuota(redis.call('HGET', KEYS[1 + m + qi], sid)) or false
-      quotas[qk] = qt
+    lastOff, lastIdx = off, idx
+    if not lastTs or ts > lastTs then lastTs = ts end
+    local month = mo[mi]
+    local lk = mi .. ' ' .. sid
+    local st = lines[lk]
+    if not st then
+      local raw = redis.call('HGET', month.key, sid)
+      if raw then
+        local used, hi, win, al = struct.unpack('<dddB', raw)
+        st = {used = used, hi = hi, win = win, al = al}
+      else
+        st = {used = 0, hi = -1, win = 0, al = 0}
+      end
+      st.sid, st.month, st.dirty = sid, month, false
+      lines[lk] = st
     end
-    if qt then
-      local q = quotaIn(qt, month.ym)
-      local al, level = evaluate(st.used, st.al, q)
-      st.al = al
-      if level then
-        enqueue(KEYS[1], sid, month.label, level, st.used, q, now, tp)
-        alerts = alerts + 1
+    local fresh = false
+    if st.hi < 0 then
+      st.hi, st.win, fresh = seq, 1, true
+    elseif seq > st.hi then
+      local d = seq - st.hi
+      if d >= W then st.win = 1 else st.win = (st.win * P[d]) % P[W] + 1 end
+      st.hi, fresh = seq, true
+    else
+      local k = st.hi - seq
+      if k >= W then
+        stale[#stale + 1] = e
+        if src ~= '' then
+          redis.call('HSET', staleKey, pos, '1')
+          newStale = true
+        end
+      elseif has(st.win, P[k]) then dups = dups + 1
+      else st.win, fresh = st.win + P[k], true end
+    end
+    if fresh then
+      counted = counted + 1
+      st.used = st.used + bytes
+      st.dirty = true
+      local qk = qi .. ' ' .. sid
+      local qt = quotas[qk]
+      if qt == nil then
+        qt = parseQuota(redis.call('HGET', KEYS[1 + m + qi], sid)) or false
+        quotas[qk] = qt
+      end
+      if qt then
+        local q = quotaIn(qt, month.ym)
+        local al, level = evaluate(st.used, st.al, q)
+        st.al = al
+        if level then
+          enqueue(KEYS[1], sid, month.label, level, st.used, q, now, tp)
+          alerts = alerts + 1
+        end
       end
     end
   end
@@ -164,6 +201,10 @@ for _, st in pairs(lines) do
     st.month.dirty = true
   end
 end
+if lastOff and src ~= '' then
+  redis.call('HSET', posKey, src, n(lastOff) .. ':' .. n(lastIdx) .. ':' .. n(math.max(lastTs, pTs)))
+end
+if newStale then redis.call('EXPIRE', staleKey, 7 * 86400) end
 for i = 1, m do
   local month = mo[i]
   if month.dirty then
@@ -185,8 +226,8 @@ for i = 1, m do
     end
   end
 end
-local out = {counted, dups, alerts}
-for i, e in ipairs(stale) do out[3 + i] = e end
+local out = {counted, dups, alerts, replayed}
+for i, e in ipairs(stale) do out[4 + i] = e end
 return out
 `;
 

@@ -14,6 +14,8 @@ import { APPLY, LEVELS, SET_QUOTAS } from "./scripts.js";
  *   usage:{u<g>}:q:<bucket>           hash  line → quota
  *   usage:{u<g>}:top:<YYYYMM>         zset  the group's top lines by usage (≤ TOP_K)
  *   usage:{u<g>}:outbox               hash  notification id → alert, until the relay published it
+ *   usage:{u<g>}:pos                  hash  "<topic>|<partition>" → last position applied (offset:index:timestamp)
+ *   usage:{u<g>}:stale                hash  positions dead-lettered as too late (7 days)
  *   usage:layout                      the bucket and group counts the data was written with
  */
 export class Layout {
@@ -51,6 +53,14 @@ export class Layout {
     return `usage:{u${group}}:outbox`;
   }
 
+  positionKey(group: number): string {
+    return `usage:{u${group}}:pos`;
+  }
+
+  staleKey(group: number): string {
+    return `usage:{u${group}}:stale`;
+  }
+
   /**
    * Records the layout on first use and refuses a different one later: changing the counts would
    * move every line to another key and lose its counters.
@@ -84,11 +94,16 @@ export interface UsageInput {
   month: Month;
   /** W3C traceparent of the record the event came in, or "". */
   traceparent: string;
+  /** Where the event sits in its source: record offset, index in the record, record timestamp (ms). */
+  pos?: { offset: number; index: number; ts: number };
 }
 
 export interface ApplyResult {
   counted: number;
+  /** Producer duplicates: a sequence number the line's window has seen. */
   duplicates: number;
+  /** Redelivered events (at or before the position the group applied). */
+  replayed: number;
   alerts: number;
   /** Indices of events older than the duplicate window of their line: neither counted nor dropped. */
   stale: number[];
@@ -169,8 +184,12 @@ export class UsageStore {
     return this.isOpen(prev) ? [prev, cur] : [cur];
   }
 
-  /** Counts events (validated by the caller): one script call per line group and ≤ 400 events. */
-  async apply(events: UsageInput[]): Promise<ApplyResult> {
+  /**
+   * Counts events (validated by the caller): one script call per line group and ≤ 400 events.
+   * `source` ("<topic>|<partition>") names where the events come from, in position order (every
+   * event then has `pos`): redeliveries of that source are skipped exactly.
+   */
+  async apply(events: UsageInput[], source = ""): Promise<ApplyResult> {
     const byGroup = new Map<number, number[]>();
     const buckets = new Array<number>(events.length);
     for (let i = 0; i < events.length; i++) {
@@ -181,15 +200,16 @@ export class UsageStore {
       if (list) list.push(i);
       else byGroup.set(g, [i]);
     }
-    const result: ApplyResult = { counted: 0, duplicates: 0, alerts: 0, stale: [], alertGroups: [] };
-    const calls: Promise<void>[] = [];
-    for (const [g, all] of byGroup) {
-      for (let from = 0; from < all.length; from += MAX_EVENTS_PER_CALL) {
-        const idx = all.slice(from, from + MAX_EVENTS_PER_CALL);
-        calls.push(this.applyGroup(g, idx, events, buckets, result));
-      }
-    }
-    await Promise.all(calls);
+    const result: ApplyResult = { counted: 0, duplicates: 0, replayed: 0, alerts: 0, stale: [], alertGroups: [] };
+    // Groups in parallel; a group's calls one after another: its position must only move forward
+    // (a call retried after a cluster redirection must not land after its successor).
+    await Promise.all(
+      [...byGroup].map(async ([g, all]) => {
+        for (let from = 0; from < all.length; from += MAX_EVENTS_PER_CALL) {
+          await this.applyGroup(g, all.slice(from, from + MAX_EVENTS_PER_CALL), events, buckets, result, source);
+        }
+      }),
+    );
     return result;
   }
 
@@ -199,6 +219,7 @@ export class UsageStore {
     events: UsageInput[],
     buckets: number[],
     result: ApplyResult,
+    source: string,
   ): Promise<void> {
     const months = new Map<string, number>();
     const monthList: { bucket: number; month: Month }[] = [];
@@ -219,30 +240,33 @@ export class UsageStore {
         qi = quotas.size + 1;
         quotas.set(b, qi);
       }
-      evArgs.push(mi, qi, e.sid, e.seq, e.bytes, e.traceparent);
+      evArgs.push(mi, qi, e.sid, e.seq, e.bytes, e.traceparent, e.pos?.offset ?? 0, e.pos?.index ?? 0, e.pos?.ts ?? 0);
     }
     const keys = [
       this.layout.outboxKey(g),
       ...monthList.map((m) => this.layout.monthKey(m.bucket, m.month)),
       ...[...quotas.keys()].map((b) => this.layout.quotaKey(b)),
       ...monthList.map((m) => this.layout.topKey(g, m.month)),
+      ...(source ? [this.layout.positionKey(g), this.layout.staleKey(g)] : []),
     ];
     const args = [
       monthList.length,
       quotas.size,
       this.now(),
       TOP_K,
+      source,
       ...monthList.flatMap((m) => [m.month.label, m.month.num, this.expireAt(m.month)]),
       ...evArgs,
     ];
     const out = (await this.apply_(keys.length, ...keys, ...args)) as number[];
     result.counted += out[0] as number;
     result.duplicates += out[1] as number;
+    result.replayed += out[3] as number;
     if ((out[2] as number) > 0) {
       result.alerts += out[2] as number;
       result.alertGroups.push(g);
     }
-    for (let k = 3; k < out.length; k++) result.stale.push(idx[out[k] as number] as number);
+    for (let k = 4; k < out.length; k++) result.stale.push(idx[out[k] as number] as number);
   }
 
   /** Applies quota changes; each re-evaluates the line's open months. Returns the groups alerted. */
