@@ -3,7 +3,7 @@ import { MonthClock } from "../../services/usage/src/months.js";
 import { Layout, UsageStore } from "../../services/usage/src/redis/store.js";
 
 /** The usage unit's defaults (USAGE_REDIS_BUCKETS / _GROUPS): what a spawned unit claims too. */
-export const TEST_LAYOUT = { buckets: 32_768, groups: 1_024 };
+export const TEST_LAYOUT = { buckets: 8_192, groups: 256 };
 export const TEST_TIME_ZONE = "Asia/Seoul";
 
 /** The usage unit's store on a test Redis, as the unit builds it with its default settings. */

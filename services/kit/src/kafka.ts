@@ -7,6 +7,7 @@ import {
   type KafkaMessage,
   logLevel,
   type Message,
+  Partitioners,
   type Producer,
 } from "kafkajs";
 import type { Logger } from "./logger.js";
@@ -63,7 +64,12 @@ export function createKafka({ brokers, clientId, logger }: KafkaSettings): Kafka
  * `maxInFlightRequests` > 1 trades that order for throughput (load generators).
  */
 export async function createProducer(kafka: Kafka, { maxInFlightRequests = 1 } = {}): Promise<Producer> {
-  const producer = kafka.producer({ allowAutoTopicCreation: false, maxInFlightRequests });
+  // The default partitioner (murmur2 of the key, as the Java client), named so kafkajs does not warn.
+  const producer = kafka.producer({
+    allowAutoTopicCreation: false,
+    maxInFlightRequests,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  });
   await producer.connect();
   return producer;
 }

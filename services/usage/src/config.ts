@@ -29,17 +29,17 @@ export const spec = defineConfig({
     type: "int",
     min: 1,
     max: 16_777_216,
-    default: 32_768,
+    default: 8_192,
     description:
-      "Buckets lines are hashed into (one small Redis hash per bucket and month); keep lines/buckets under 128. Fixed once counters exist.",
+      "Buckets lines are hashed into (one Redis hash per bucket and month); keep lines/buckets near 100-250 and well under Redis's hash-max-listpack-entries (512 by default). Fixed once counters exist.",
   },
   USAGE_REDIS_GROUPS: {
     type: "int",
     min: 1,
     max: 16_384,
-    default: 1_024,
+    default: 256,
     description:
-      "Line groups (Redis Cluster hash tags); one counting script call covers one group. Fixed once counters exist.",
+      "Line groups (Redis Cluster hash tags, spread over the cluster's slots); one counting script call covers one group. Fixed once counters exist.",
   },
   USAGE_MONTH_GRACE_DAYS: {
     type: "int",
@@ -95,6 +95,14 @@ export const spec = defineConfig({
     default: 1_000,
     description:
       "How often the relay checks every outbox (alerts are published at once when counted; the sweep picks up what a crash left).",
+  },
+  USAGE_STATS_INTERVAL_MS: {
+    type: "int",
+    min: 0,
+    max: 3_600_000,
+    default: 60_000,
+    description:
+      "How often the aggregator and relay log their running counts (records, events counted, duplicates, replayed, dead-lettered, alerts, published); 0 = never.",
   },
   USAGE_QUOTA_LOAD: {
     type: "enum",

@@ -65,6 +65,7 @@ await runUnit({
         relaySweepMs: config.USAGE_RELAY_SWEEP_MS,
         concurrency: config.USAGE_CONSUMER_CONCURRENCY,
         sessionTimeoutMs: config.USAGE_KAFKA_SESSION_TIMEOUT_MS,
+        statsIntervalMs: config.USAGE_STATS_INTERVAL_MS,
       });
       // SIGTERM: consumers finish and commit their batch, then the relay publishes what is left.
       lifecycle.onShutdown("drain", "usage-pipeline", () => pipeline.stop());

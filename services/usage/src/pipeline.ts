@@ -26,6 +26,8 @@ export interface PipelineOptions {
   sessionTimeoutMs?: number;
   /** Where a new quota group starts on domain.events: the beginning (default) or its end. */
   quotasFromBeginning?: boolean;
+  /** Log the running counts this often (0 = never). */
+  statsIntervalMs?: number;
 }
 
 /**
@@ -40,8 +42,13 @@ export class UsagePipeline {
   quotaConsumer: ProtoConsumer<typeof DomainEventSchema> | undefined;
   /** Highest committed offset + 1 per partition of the usage topic (tests wait on it). */
   readonly committed = new Map<number, bigint>();
+  private statsTimer: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+  private readonly statsIntervalMs: number;
 
   constructor(o: PipelineOptions) {
+    this.log = o.logger.child({ component: "usage-pipeline" });
+    this.statsIntervalMs = o.statsIntervalMs ?? 0;
     const onAlerts = (groups: number[]) => this.relay?.kick(groups);
     this.aggregator = new Aggregator({
       store: o.store,
@@ -94,7 +101,18 @@ export class UsagePipeline {
   /** Alerts found by quota loads go out at once too. */
   onAlerts = (groups: number[]) => this.relay?.kick(groups);
 
+  /** The running counts, as logged. */
+  stats(): Record<string, number> {
+    return {
+      ...(this.aggregatorConsumer ? this.aggregator.stats : {}),
+      ...(this.relay ? { published: this.relay.stats.published, publish_failures: this.relay.stats.failures } : {}),
+    };
+  }
+
   async start(): Promise<void> {
+    if (this.statsIntervalMs > 0) {
+      this.statsTimer = setInterval(() => this.log.info(this.stats(), "usage pipeline counts"), this.statsIntervalMs);
+    }
     this.relay?.start();
     await this.quotaConsumer?.start();
     await this.aggregatorConsumer?.start();
@@ -106,6 +124,10 @@ export class UsagePipeline {
     if (this.relay) {
       await this.relay.sweep();
       await this.relay.stop();
+    }
+    if (this.statsTimer) {
+      clearInterval(this.statsTimer);
+      this.log.info(this.stats(), "usage pipeline counts");
     }
   }
 }

@@ -4,8 +4,8 @@ import type { Admin, Consumer, Kafka, Message, Producer } from "kafkajs";
 import { DomainEventSchema } from "../../../gen/telco/domain/v1/events_pb.js";
 import { NotificationRequestSchema } from "../../../gen/telco/message/v1/events_pb.js";
 import { UsageEventBatchSchema, UsageEventSchema } from "../../../gen/telco/usage/v1/events_pb.js";
+import { LocalRedis } from "../../../scripts/lib/local-redis.js";
 import { eventually, KAFKA_BROKERS, TEST_REDIS_URL, testLogger, unique } from "../../../test/support/env.js";
-import { LocalRedisCluster } from "../../../test/support/redis-cluster.js";
 import { usageStore } from "../../../test/support/usage.js";
 import { createKafka, createProducer, dlqTopic, encodeRecord } from "../../kit/src/kafka.js";
 import { clientReady, createRedisClient, type RedisClient } from "../../kit/src/redis.js";
@@ -50,7 +50,7 @@ export class Harness {
   };
   readonly partitions = 4;
   /** The 3-master cluster a "cluster" harness starts for itself. */
-  cluster: LocalRedisCluster | undefined;
+  cluster: LocalRedis | undefined;
 
   constructor(readonly kind: RedisKind) {}
 
@@ -72,7 +72,7 @@ export class Harness {
     });
     this.producer = await createProducer(this.kafka);
     if (this.kind === "cluster") {
-      this.cluster = new LocalRedisCluster();
+      this.cluster = new LocalRedis();
       await this.cluster.start(3);
       this.redis = createRedisClient(TEST_REDIS_URL, this.cluster.nodes, this.logger, "usage-test");
     } else {

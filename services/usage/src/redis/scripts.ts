@@ -3,11 +3,15 @@
  * hash tag, so one Redis Cluster slot) and validates every argument before its first write:
  * a Lua error does not roll back what was written before it.
  *
- * Per line and month one hash field holds struct.pack("<dddB", used, hi, window, alerted):
+ * Per line and month one hash field holds struct.pack("<dddBd", used, hi, window, alerted, quota)
+ * (33 bytes):
  *  - used: bytes counted (exact up to 2^53);
  *  - hi: the highest sequence number seen; window: bit k set = sequence hi-k seen (k < 52), so a
  *    late number never seen is still counted and a number seen is dropped as a duplicate;
- *  - alerted: levels done this month, bitmask 50=1, 80=2, 100=4.
+ *  - alerted: levels done this month, bitmask 50=1, 80=2, 100=4;
+ *  - quota: the quota in force for the month, copied from the quota field when the line's first
+ *    event of the month counts and rewritten by every quota change (-2 not known yet, -1
+ *    terminated, 0 unlimited), so that counting reads one hash per bucket, not two.
  * Per line one quota field holds "quota|line_sequence" or "quota|line_sequence|fromYYYYMM|next":
  * quota -1 is a terminated line (no alerts), -2 not known yet, 0 unlimited (no alerts); `next` applies to months
  * from `fromYYYYMM` on (a plan change made for next month). No field = quota not known yet.
@@ -77,155 +81,198 @@ local function months(first, m, keyOf)
 end
 `;
 
+/** Layout of one event in APPLY's packed argument (Lua struct format, little-endian). */
+export const EVENT_FORMAT = "<HddddIHBc0";
+
 /**
- * Counts a batch of events of one line group.
- * KEYS: outbox, m month keys, qn quota keys, m top keys (same order as the month keys), and when
- *       a source is named: its position hash and its stale-event hash.
- * ARGV: m, qn, now_ms, top_k, source ('' = none, e.g. "usage.events|3"); m × (label, yyyymm,
- *       expire_at_s); then per event (month index, quota index, subscription id, seq, bytes,
- *       traceparent, record offset, index in the record, record timestamp ms).
+ * Counts a batch of events of one line group, read from one packed argument.
+ * KEYS: outbox, position hash, stale hash, nb quota keys (one per bucket), ne month keys (one
+ *       per bucket and month: an "entry").
+ * ARGV: nm, nb, ne, now_ms, source ('' = none, e.g. "usage.events|3"), nt;
+ *       nm × (label, yyyymm, expire_at_s); ne × (bucket index, month index); nt traceparents;
+ *       then the events, each EVENT_FORMAT: entry index, seq, bytes, record offset, record
+ *       timestamp ms, index in the record, traceparent index (0 = none), subscription id.
  * Events of a named source come in (offset, index) order. The position hash keeps, per source,
- * the last position this group applied and its record's timestamp: an event at or before it is a
- * redelivery and is skipped whatever its sequence number, so replaying a partition is exact even
- * past the duplicate window. Only when its record is not newer than that timestamp: a topic
- * deleted and made again starts its offsets at 0 with new timestamps, and is counted (its
- * duplicates still meet the sequence window). An event dead-lettered as stale is remembered (7 days) so that its redelivery is
- * reported stale again rather than lost between the count and the dead-letter write.
- * Returns {counted, duplicates, alerts, replayed, stale event indices (0-based)...}.
+ * the last position this group applied and the newest record timestamp: an event at or before
+ * that position is a redelivery and is skipped whatever its sequence number, so replaying a
+ * partition is exact even past the duplicate window. Only when its record is not newer than
+ * that timestamp: a topic deleted and made again starts its offsets at 0 with new timestamps,
+ * and is counted (its duplicates still meet the sequence window). An event dead-lettered as
+ * stale is remembered (7 days) so that its redelivery is reported stale again rather than lost
+ * between the count and the dead-letter write.
+ * Reads and writes each hash once per call (HMGET, then one HSET of what changed).
+ * Returns {counted, duplicates, alerts, replayed, stale event ordinals (0-based)...}.
  */
 export const APPLY = `${PRELUDE}
-local m, qn, now, K = int(ARGV[1], 1, 1000), int(ARGV[2], 1, 100000), int(ARGV[3], 0, 1e15), int(ARGV[4], 1, 1000)
-local src = ARGV[5]
-local nk = 1 + 2 * m + qn
-if src and src ~= '' then nk = nk + 2 end
-if not m or not qn or not now or not K or not src or #KEYS ~= nk then
-  return redis.error_reply('ERR usage apply: bad header or key count')
+local nm, nb, ne = int(ARGV[1], 1, 24), int(ARGV[2], 1, 100000), int(ARGV[3], 1, 100000)
+local now, src, nt = int(ARGV[4], 0, 1e15), ARGV[5], int(ARGV[6], 0, 100000)
+if not nm or not nb or not ne or not now or not src or not nt
+  or #KEYS ~= 3 + nb + ne or #ARGV ~= 7 + 3 * nm + 2 * ne + nt then
+  return redis.error_reply('ERR usage apply: bad header, key or argument count')
 end
 now = n(now)
-local mo = months(6, m, function(i) return KEYS[1 + i] end)
+local mo = months(7, nm, function() return nil end)
 if not mo then return redis.error_reply('ERR usage apply: bad month arguments') end
-for i = 1, m do mo[i].top = KEYS[1 + m + qn + i] end
-local base = 5 + 3 * m
-local nargs = #ARGV - base
-if nargs <= 0 or nargs % 9 ~= 0 then return redis.error_reply('ERR usage apply: bad event argument count') end
-local count = nargs / 9
-for e = 0, count - 1 do
-  local o = base + 9 * e
-  if not int(ARGV[o + 1], 1, m) or not int(ARGV[o + 2], 1, qn) or ARGV[o + 3] == ''
-    or not int(ARGV[o + 4], 0, P[53] - 1) or not int(ARGV[o + 5], 1, P[53] - 1)
-    or not int(ARGV[o + 7], 0, P[53] - 1) or not int(ARGV[o + 8], 0, 1e9) or not int(ARGV[o + 9], 0, 1e15) then
-    return redis.error_reply('ERR usage apply: bad event ' .. e)
-  end
+local enKey, enBucket, enMonth, enSids, enAt = {}, {}, {}, {}, {}
+local eb = 6 + 3 * nm
+for j = 1, ne do
+  local b, mi = int(ARGV[eb + 2 * j - 1], 1, nb), int(ARGV[eb + 2 * j], 1, nm)
+  if not b or not mi then return redis.error_reply('ERR usage apply: bad entry ' .. j) end
+  enKey[j], enBucket[j], enMonth[j], enSids[j], enAt[j] = KEYS[3 + nb + j], b, mo[mi], {}, {}
 end
-local posKey, staleKey = KEYS[nk - 1], KEYS[nk]
+local tps = {}
+for t = 1, nt do tps[t] = ARGV[eb + 2 * ne + t] end
+-- Parse and check every event before the first write (columns, not a table per event).
+local data = ARGV[#ARGV]
+local E, SEQ, BYTES, OFF, TS, IDX, TP, SID = {}, {}, {}, {}, {}, {}, {}, {}
+local c, p, len, MAXN = 0, 1, #data, P[53] - 1
+local unpackEv = struct.unpack
+while p <= len do
+  local ok, e, seq, bytes, off, ts, idx, tp, sid, nxt = pcall(unpackEv, '${EVENT_FORMAT}', data, p)
+  if not ok or e < 1 or e > ne or seq < 0 or seq > MAXN or seq % 1 ~= 0 or bytes < 1 or bytes > MAXN
+    or bytes % 1 ~= 0 or off < 0 or off > MAXN or off % 1 ~= 0 or ts < 0 or ts > 1e15 or ts % 1 ~= 0
+    or tp > nt or sid == '' then
+    return redis.error_reply('ERR usage apply: bad event ' .. c)
+  end
+  c = c + 1
+  E[c], SEQ[c], BYTES[c], OFF[c], TS[c], IDX[c], TP[c], SID[c] = e, seq, bytes, off, ts, idx, tp, sid
+  local at = enAt[e]
+  if not at[sid] then
+    local l = enSids[e]
+    l[#l + 1] = sid
+    at[sid] = true
+  end
+  p = nxt
+end
+if c == 0 then return redis.error_reply('ERR usage apply: no events') end
+
+local posKey, staleKey = KEYS[2], KEYS[3]
 local pOff, pIdx, pTs = -1, -1, -1
 if src ~= '' then
   local raw = redis.call('HGET', posKey, src)
   if raw then
-    local a, b, c = string.match(raw, '^(%d+):(%d+):(%d+)$')
-    if a then pOff, pIdx, pTs = tonumber(a), tonumber(b), tonumber(c) end
+    local a, b, t = string.match(raw, '^(%d+):(%d+):(%d+)$')
+    if a then pOff, pIdx, pTs = tonumber(a), tonumber(b), tonumber(t) end
   end
 end
-local lines, quotas, stale = {}, {}, {}
+-- Each month hash read once. A line's month value carries the quota in force for that month;
+-- a line new in the month takes it from the bucket's quota hash (read once, for those lines).
+-- st = {used, hi, window, alerted, quota (-2 unknown, -1 terminated, 0 unlimited), dirty}
+local state, fresh, needQ = {}, {}, {}
+for j = 1, ne do
+  local sids = enSids[j]
+  local raw = redis.call('HMGET', enKey[j], unpack(sids))
+  local st, any = {}, false
+  for k = 1, #sids do
+    local r = raw[k]
+    if r and #r == 33 then
+      local used, hi, win, al, q = struct.unpack('<dddBd', r)
+      st[sids[k]] = {used, hi, win, al, q, false}
+      any = true
+    else
+      local row = {0, -1, 0, 0, -2, false}
+      if r then
+        -- Written before quotas were carried in the value: counters kept, quota read.
+        row[1], row[2], row[3], row[4] = struct.unpack('<dddB', r)
+        any = true
+      end
+      st[sids[k]] = row
+      local b = enBucket[j]
+      local l = needQ[b]
+      if not l then l = {}; needQ[b] = l end
+      l[#l + 1] = {sids[k], row, enMonth[j].ym}
+    end
+  end
+  state[j] = st
+  -- No line of the call in the hash: it may be new, and needs its expiry.
+  fresh[j] = not any
+end
+for b, l in pairs(needQ) do
+  local names = {}
+  for k = 1, #l do names[k] = l[k][1] end
+  local raw = redis.call('HMGET', KEYS[3 + b], unpack(names))
+  for k = 1, #l do
+    local q = quotaIn(parseQuota(raw[k]), l[k][3])
+    if q then l[k][2][5] = q end
+  end
+end
+
+local stale = {}
 local counted, dups, alerts, replayed = 0, 0, 0, 0
 local lastOff, lastIdx, lastTs, newStale = nil, nil, nil, false
-for e = 0, count - 1 do
-  local o = base + 9 * e
-  local mi, qi, sid = tonumber(ARGV[o + 1]), tonumber(ARGV[o + 2]), ARGV[o + 3]
-  local seq, bytes, tp = tonumber(ARGV[o + 4]), tonumber(ARGV[o + 5]), ARGV[o + 6]
-  local off, idx, ts = tonumber(ARGV[o + 7]), tonumber(ARGV[o + 8]), tonumber(ARGV[o + 9])
-  local pos = src .. '@' .. n(off) .. ':' .. n(idx)
+local written = {}
+for j = 1, ne do written[j] = {} end
+for i = 1, c do
+  local off, idx, ts = OFF[i], IDX[i], TS[i]
   if src ~= '' and ts <= pTs and (off < pOff or (off == pOff and idx <= pIdx)) then
     replayed = replayed + 1
-    if redis.call('HEXISTS', staleKey, pos) == 1 then stale[#stale + 1] = e end
+    if redis.call('HEXISTS', staleKey, src .. '@' .. n(off) .. ':' .. n(idx)) == 1 then stale[#stale + 1] = i - 1 end
   else
     lastOff, lastIdx = off, idx
     if not lastTs or ts > lastTs then lastTs = ts end
-    local month = mo[mi]
-    local lk = mi .. ' ' .. sid
-    local st = lines[lk]
-    if not st then
-      local raw = redis.call('HGET', month.key, sid)
-      if raw then
-        local used, hi, win, al = struct.unpack('<dddB', raw)
-        st = {used = used, hi = hi, win = win, al = al}
-      else
-        st = {used = 0, hi = -1, win = 0, al = 0}
-      end
-      st.sid, st.month, st.dirty = sid, month, false
-      lines[lk] = st
-    end
-    local fresh = false
-    if st.hi < 0 then
-      st.hi, st.win, fresh = seq, 1, true
-    elseif seq > st.hi then
-      local d = seq - st.hi
-      if d >= W then st.win = 1 else st.win = (st.win * P[d]) % P[W] + 1 end
-      st.hi, fresh = seq, true
+    local e, sid, seq = E[i], SID[i], SEQ[i]
+    local st = state[e][sid]
+    local hi, win = st[2], st[3]
+    local new = false
+    if hi < 0 then
+      hi, win, new = seq, 1, true
+    elseif seq > hi then
+      local d = seq - hi
+      if d >= W then win = 1 else win = (win * P[d]) % P[W] + 1 end
+      hi, new = seq, true
     else
-      local k = st.hi - seq
+      local k = hi - seq
       if k >= W then
-        stale[#stale + 1] = e
+        stale[#stale + 1] = i - 1
         if src ~= '' then
-          redis.call('HSET', staleKey, pos, '1')
+          redis.call('HSET', staleKey, src .. '@' .. n(off) .. ':' .. n(idx), '1')
           newStale = true
         end
-      elseif has(st.win, P[k]) then dups = dups + 1
-      else st.win, fresh = st.win + P[k], true end
+      elseif has(win, P[k]) then dups = dups + 1
+      else win, new = win + P[k], true end
     end
-    if fresh then
+    if new then
       counted = counted + 1
-      st.used = st.used + bytes
-      st.dirty = true
-      local qk = qi .. ' ' .. sid
-      local qt = quotas[qk]
-      if qt == nil then
-        qt = parseQuota(redis.call('HGET', KEYS[1 + m + qi], sid)) or false
-        quotas[qk] = qt
+      local used = st[1] + BYTES[i]
+      st[1], st[2], st[3] = used, hi, win
+      if not st[6] then
+        st[6] = true
+        local w = written[e]
+        w[#w + 1] = sid
       end
-      if qt then
-        local q = quotaIn(qt, month.ym)
-        local al, level = evaluate(st.used, st.al, q)
-        st.al = al
+      -- Most events leave the line below its next level: only then is it worth evaluating.
+      local q, al = st[5], st[4]
+      if q > 0 and al < 7 and used * 2 >= q then
+        local level
+        al, level = evaluate(used, al, q)
+        st[4] = al
         if level then
-          enqueue(KEYS[1], sid, month.label, level, st.used, q, now, tp)
+          local tp = TP[i]
+          enqueue(KEYS[1], sid, enMonth[e].label, level, used, q, now, tp > 0 and tps[tp] or '')
           alerts = alerts + 1
         end
       end
     end
   end
 end
-for _, st in pairs(lines) do
-  if st.dirty then
-    redis.call('HSET', st.month.key, st.sid, struct.pack('<dddB', st.used, st.hi, st.win, st.al))
-    st.month.dirty = true
+-- Each changed hash written once; a hash that may be new gets the month's expiry.
+for j = 1, ne do
+  local w = written[j]
+  if #w > 0 then
+    local args, st = {}, state[j]
+    for k = 1, #w do
+      local s = st[w[k]]
+      args[2 * k - 1] = w[k]
+      args[2 * k] = struct.pack('<dddBd', s[1], s[2], s[3], s[4], s[5])
+    end
+    redis.call('HSET', enKey[j], unpack(args))
+    if fresh[j] then redis.call('EXPIREAT', enKey[j], enMonth[j].exp) end
   end
 end
 if lastOff and src ~= '' then
   redis.call('HSET', posKey, src, n(lastOff) .. ':' .. n(lastIdx) .. ':' .. n(math.max(lastTs, pTs)))
 end
 if newStale then redis.call('EXPIRE', staleKey, 7 * 86400) end
-for i = 1, m do
-  local month = mo[i]
-  if month.dirty then
-    redis.call('EXPIREAT', month.key, month.exp)
-    local card = redis.call('ZCARD', month.top)
-    local min = -1
-    if card >= K then min = tonumber(redis.call('ZRANGE', month.top, 0, 0, 'WITHSCORES')[2]) end
-    local added = false
-    for _, st in pairs(lines) do
-      if st.dirty and st.month == month and (card < K or st.used > min) then
-        redis.call('ZADD', month.top, st.used, st.sid)
-        added = true
-      end
-    end
-    if added then
-      local c = redis.call('ZCARD', month.top)
-      if c > K then redis.call('ZREMRANGEBYRANK', month.top, 0, c - K - 1) end
-      redis.call('EXPIREAT', month.top, month.exp)
-    end
-  end
-end
 local out = {counted, dups, alerts, replayed}
 for i, e in ipairs(stale) do out[4 + i] = e end
 return out
@@ -297,9 +344,10 @@ for e = 0, count - 1 do
         local raw = redis.call('HGET', month.key, sid)
         if raw then
           local used, hi, win, al = struct.unpack('<dddB', raw)
+          -- The month's value carries the quota in force for that month (APPLY reads it there).
           local quota = quotaIn(new, month.ym)
           local nal, level = evaluate(used, al, quota)
-          if nal ~= al then redis.call('HSET', month.key, sid, struct.pack('<dddB', used, hi, win, nal)) end
+          redis.call('HSET', month.key, sid, struct.pack('<dddBd', used, hi, win, nal, quota))
           if level then
             enqueue(KEYS[1], sid, month.label, level, used, quota, now, tp)
             alerts = alerts + 1

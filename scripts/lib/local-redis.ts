@@ -4,10 +4,17 @@ import { createServer } from "node:net";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { Redis } from "ioredis";
-import { eventually } from "./env.js";
 
 const run = promisify(execFile);
 const ROOT = join(import.meta.dirname, "..", "..");
+
+async function until(probe: () => Promise<boolean>, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await probe())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
 
 /** A port free now, whose cluster bus port (+10000) is free too. */
 async function freePort(): Promise<number> {
@@ -31,21 +38,34 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * A Redis Cluster of `masters` masters (no replicas) from the OS's redis-server, on spare
- * loopback ports, with no persistence, for one test process; `stop` kills it and removes its files.
+ * redis-server processes of our own on spare loopback ports, with no persistence: one
+ * standalone server (`start(0)`), or a Redis Cluster of `masters` masters without replicas,
+ * for a test process or a benchmark; `stop` kills them and removes their files.
  */
-export class LocalRedisCluster {
+export class LocalRedis {
   private readonly procs: ChildProcess[] = [];
   readonly ports: number[] = [];
   private dir = "";
+
+  /** The servers' process ids. */
+  get pids(): number[] {
+    return this.procs.map((p) => p.pid ?? 0).filter((pid) => pid > 0);
+  }
 
   get nodes(): string[] {
     return this.ports.map((p) => `127.0.0.1:${p}`);
   }
 
+  /** The standalone server's URL. */
+  get url(): string {
+    return `redis://127.0.0.1:${this.ports[0]}`;
+  }
+
+  /** `masters` = 0: one standalone server; otherwise a cluster of that many masters. */
   async start(masters = 3): Promise<void> {
-    for (let i = 0; i < masters; i++) this.ports.push(await freePort());
-    this.dir = join(ROOT, ".data", `redis-cluster-${process.pid}`);
+    const cluster = masters > 0;
+    for (let i = 0; i < Math.max(1, masters); i++) this.ports.push(await freePort());
+    this.dir = join(ROOT, ".data", `redis-${cluster ? "cluster" : "server"}-${process.pid}-${this.ports[0]}`);
     for (const port of this.ports) {
       const dir = join(this.dir, String(port));
       mkdirSync(dir, { recursive: true });
@@ -56,12 +76,16 @@ export class LocalRedisCluster {
           String(port),
           "--bind",
           "127.0.0.1",
-          "--cluster-enabled",
-          "yes",
-          "--cluster-config-file",
-          join(dir, "nodes.conf"),
-          "--cluster-node-timeout",
-          "5000",
+          ...(cluster
+            ? [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                join(dir, "nodes.conf"),
+                "--cluster-node-timeout",
+                "5000",
+              ]
+            : []),
           "--save",
           "",
           "--appendonly",
@@ -77,15 +101,15 @@ export class LocalRedisCluster {
     }
     await Promise.all(
       this.ports.map((port) =>
-        eventually(
+        until(
           async () => {
             const r = new Redis({ port, host: "127.0.0.1", lazyConnect: true, retryStrategy: () => null });
             r.on("error", () => {});
             try {
               await r.connect();
-              return (await r.ping()) === "PONG" ? true : undefined;
+              return (await r.ping()) === "PONG";
             } catch {
-              return undefined;
+              return false;
             } finally {
               r.disconnect();
             }
@@ -95,12 +119,13 @@ export class LocalRedisCluster {
         ),
       ),
     );
+    if (!cluster) return;
     await run("redis-cli", ["--cluster", "create", ...this.nodes, "--cluster-replicas", "0", "--cluster-yes"]);
-    await eventually(
+    await until(
       async () => {
         for (const port of this.ports) {
           const { stdout } = await run("redis-cli", ["-p", String(port), "cluster", "info"]);
-          if (!/cluster_state:ok/.test(stdout)) return undefined;
+          if (!/cluster_state:ok/.test(stdout)) return false;
         }
         return true;
       },
