@@ -31,7 +31,8 @@ import { LocalRedis } from "./lib/local-redis.js";
 import { lineId, reportBytes, UsageGenerator } from "./lib/usage-generator.js";
 
 const USAGE = `usage: npm run bench:usage -- [--lines N] [--seconds S] [--mode batch|single] [--interval S]
-  [--batch-size N] [--duplicates SHARE] [--partitions N] [--concurrency N] [--baseline-seconds S]`;
+  [--batch-size N] [--duplicates SHARE] [--partitions N] [--concurrency N] [--aggregators N]
+  [--baseline-seconds S]`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench:usage: ${msg}\n${USAGE}\n`);
@@ -50,6 +51,7 @@ try {
       duplicates: { type: "string", default: "0.01" },
       partitions: { type: "string", default: "12" },
       concurrency: { type: "string", default: "4" },
+      aggregators: { type: "string", default: "1" },
       "baseline-seconds": { type: "string", default: "10" },
       help: { type: "boolean", default: false },
     },
@@ -77,6 +79,7 @@ const BATCH = num("batch-size", 1, 10_000);
 const DUPS = num("duplicates", 0, 0.5, false);
 const PARTITIONS = num("partitions", 1, 256);
 const CONCURRENCY = num("concurrency", 1, 64);
+const AGGREGATORS = num("aggregators", 1, 16);
 const BASELINE_S = num("baseline-seconds", 1, 600);
 const MODE = values.mode;
 if (MODE !== "batch" && MODE !== "single") fail(`--mode must be batch or single (got ${JSON.stringify(MODE)})`);
@@ -91,6 +94,10 @@ function cpuSeconds(pid: number | undefined): number {
   } catch {
     return Number.NaN;
   }
+}
+/** Microseconds Redis spent in the counting and quota scripts, from INFO commandstats. */
+function scriptMicros(stats: string): number {
+  return Number(/cmdstat_evalsha:calls=\d+,usec=(\d+)/.exec(stats)?.[1] ?? 0);
 }
 function kafkaPid(): number | undefined {
   try {
@@ -118,7 +125,7 @@ const logger = createLogger({ unit: "bench", level: "warn" });
 const kafka = createKafka({ brokers: BROKERS, clientId: "bench-usage", logger });
 const admin = kafka.admin();
 const redisServer = new LocalRedis();
-let unit: ChildProcess | undefined;
+const units: ChildProcess[] = [];
 
 /**
  * Quotas that make a known share of the lines cross levels during the run: per 100 lines, one
@@ -175,48 +182,58 @@ async function main() {
   const memQuotas = await memory();
   say(`quotas: ${fmt(LINES)} lines in ${((Date.now() - q0) / 1000).toFixed(1)} s`);
 
-  // The aggregator and relay: the usage unit's own process.
+  // The aggregator and relay: the usage unit's own processes (AGGREGATORS members of one
+  // consumer group; the first also runs the relay).
   const keys = generateAuthKeys();
-  unit = spawn(process.execPath, ["--import", "tsx", "services/usage/src/main.ts"], {
-    env: {
-      ...process.env,
-      USAGE_PORT: "0",
-      USAGE_COMPONENTS: "aggregator,relay",
-      REDIS_URL: redisServer.url,
-      KAFKA_BROKERS: BROKERS.join(","),
-      USAGE_EVENTS_TOPIC: topics.usage,
-      NOTIFICATION_TOPIC: topics.notifications,
-      USAGE_GROUP_PREFIX: `bench-${id}`,
-      USAGE_CONSUMER_CONCURRENCY: String(CONCURRENCY),
-      USAGE_STATS_INTERVAL_MS: "1000",
-      TIME_ZONE,
-      AUTH_VERIFY_KEY: keys.verifyKey,
-      LOG_LEVEL: "info",
-      DRAIN_DELAY_MS: "0",
-    },
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  let counts: Record<string, number> = {};
-  let listening = false;
-  let buf = "";
-  unit.stdout?.on("data", (d: Buffer) => {
-    buf += d.toString();
-    const lines = buf.split("\n");
-    buf = lines.pop() ?? "";
-    for (const l of lines) {
-      if (!l.startsWith("{")) continue;
-      const e = JSON.parse(l) as Record<string, unknown>;
-      if (e.msg === "usage pipeline counts") counts = e as Record<string, number>;
-      else if (e.msg === "usage unit listening") listening = true;
-      else if (e.level === "error" || e.level === "fatal") process.stderr.write(`[usage] ${l}\n`);
+  // BENCH_PROFILE=<dir>: a CPU profile of each usage unit, written when it exits.
+  const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+  const countsOf: Record<string, number>[] = [];
+  const exits: Promise<number | null>[] = [];
+  for (let k = 0; k < AGGREGATORS; k++) {
+    const child = spawn(process.execPath, [...profile, "--import", "tsx", "services/usage/src/main.ts"], {
+      env: {
+        ...process.env,
+        USAGE_PORT: "0",
+        USAGE_COMPONENTS: k === 0 ? "aggregator,relay" : "aggregator",
+        REDIS_URL: redisServer.url,
+        KAFKA_BROKERS: BROKERS.join(","),
+        USAGE_EVENTS_TOPIC: topics.usage,
+        NOTIFICATION_TOPIC: topics.notifications,
+        USAGE_GROUP_PREFIX: `bench-${id}`,
+        USAGE_CONSUMER_CONCURRENCY: String(CONCURRENCY),
+        USAGE_STATS_INTERVAL_MS: "1000",
+        TIME_ZONE,
+        AUTH_VERIFY_KEY: keys.verifyKey,
+        LOG_LEVEL: "info",
+        DRAIN_DELAY_MS: "0",
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    units.push(child);
+    countsOf.push({});
+    let listening = false;
+    let buf = "";
+    child.stdout?.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const lines = buf.split("\n");
+      buf = lines.pop() ?? "";
+      for (const l of lines) {
+        if (!l.startsWith("{")) continue;
+        const e = JSON.parse(l) as Record<string, unknown>;
+        if (e.msg === "usage pipeline counts") countsOf[k] = e as Record<string, number>;
+        else if (e.msg === "usage unit listening") listening = true;
+        else if (e.level === "error" || e.level === "fatal") process.stderr.write(`[usage ${k}] ${l}\n`);
+      }
+    });
+    exits.push(new Promise<number | null>((r) => child.once("exit", (c) => r(c))));
+    for (let i = 0; !listening; i++) {
+      if (child.exitCode !== null) throw new Error(`usage unit ${k} exited (${child.exitCode}) before listening`);
+      if (i > 300) throw new Error(`usage unit ${k} did not start within 30 s`);
+      await sleep(100);
     }
-  });
-  const unitExit = new Promise<number | null>((r) => unit?.once("exit", (c) => r(c)));
-  for (let i = 0; !listening; i++) {
-    if (unit.exitCode !== null) throw new Error(`the usage unit exited (${unit.exitCode}) before listening`);
-    if (i > 300) throw new Error("the usage unit did not start within 30 s");
-    await sleep(100);
   }
+  /** The aggregators' counts, summed. */
+  const count = (name: string) => countsOf.reduce((n, c) => n + (c[name] ?? 0), 0);
 
   // The model of alerts: which produced event crosses which level, and when it was produced.
   const used = new Float64Array(LINES + 1);
@@ -294,11 +311,17 @@ async function main() {
     }
     return lag;
   };
-  const seen = () =>
-    (counts.counted ?? 0) + (counts.duplicates ?? 0) + (counts.replayed ?? 0) + (counts.deadLettered ?? 0);
+  const seen = () => count("counted") + count("duplicates") + count("replayed") + count("deadLettered");
   const lagSeries: [number, number][] = [];
-  const pids = { generator: process.pid, aggregator: unit.pid, redis: redisServer.pids[0], kafka: kafkaPid() };
-  const cpuAt = () => Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuSeconds(pid)]));
+  const pids: Record<string, number[]> = {
+    generator: [process.pid],
+    aggregator: units.map((u) => u.pid ?? 0),
+    redis: redisServer.pids.slice(0, 1),
+    kafka: [kafkaPid() ?? 0],
+  };
+  const cpuAt = () =>
+    Object.fromEntries(Object.entries(pids).map(([k, list]) => [k, list.reduce((n, pid) => n + cpuSeconds(pid), 0)]));
+  await redis.config("RESETSTAT");
   const cpu0 = cpuAt();
   const started = Date.now();
   let monitoring = true;
@@ -334,6 +357,7 @@ async function main() {
   while (seen() < total && Date.now() < drainDeadline) await sleep(200);
   const drained = Date.now();
   const cpu1 = cpuAt();
+  const runScriptUs = scriptMicros(await redis.info("commandstats")) / Math.max(1, total);
   const caughtUp = seen() >= total;
   // And every alert has reached the topic (the relay publishes as the aggregator counts).
   const alertDeadline = Date.now() + 60_000;
@@ -341,11 +365,15 @@ async function main() {
   monitoring = false;
   await monitor;
   const memDone = await memory();
-  const finalCounts = { ...counts };
+  const finalCounts = {
+    counted: count("counted"),
+    duplicates: count("duplicates"),
+    deadLettered: count("deadLettered"),
+  };
 
-  unit.kill("SIGTERM");
-  await unitExit;
-  unit = undefined;
+  for (const u of units) u.kill("SIGTERM");
+  await Promise.all(exits);
+  units.length = 0;
   await collector.disconnect();
 
   // Baseline 1: a consumer that does nothing, over the same records, fetched as the aggregator fetches.
@@ -378,45 +406,45 @@ async function main() {
   const rawEventsPerS = (rawRecordsPerS * total) / Math.max(1, records);
 
   // Baseline 2: the counting script alone, on the same lines and quotas, fed as the aggregator
-  // feeds it: a fetched batch's worth of events per apply (one call per line group), with
-  // partition positions, CONCURRENCY applies in flight.
+  // feeds it (a fetched batch's worth of events per apply: one call per line group, with
+  // partition positions; CONCURRENCY applies in flight), from inputs built beforehand.
   say("baseline: the counting script alone");
   const month = clock.monthOf(Date.now());
-  const perApply = MODE === "batch" ? 5_000 : 2_000;
-  const SETS = 200;
-  const span = Math.ceil((SETS * perApply) / LINES);
+  const perApply = 20_000;
   const sets: UsageInput[][] = [];
-  for (let k = 0; k < SETS; k++) {
+  const want = Math.min(6_000_000, Math.max(perApply * CONCURRENCY * 2, BASELINE_S * 200_000));
+  for (let g = 0; g < want; g += perApply) {
     const set: UsageInput[] = [];
-    for (let i = 0; i < perApply; i++) {
-      const g = k * perApply + i;
-      const n = 1 + (g % LINES);
-      const seq = 1_000_000 + Math.floor(g / LINES);
-      set.push({ sid: lineId(n), seq, bytes: reportBytes(n, seq, MEAN_BYTES), month, traceparent: "" });
+    for (let k = g; k < g + perApply; k++) {
+      const n = 1 + (k % LINES);
+      const seq = 1_000_000 + Math.floor(k / LINES);
+      set.push({
+        sid: lineId(n),
+        seq,
+        bytes: reportBytes(n, seq, MEAN_BYTES),
+        month,
+        traceparent: "",
+        pos: { offset: k, index: 0, ts: 1 },
+      });
     }
     sets.push(set);
   }
+  await redis.config("RESETSTAT");
   let scriptEvents = 0;
   const scriptStart = Date.now();
   const scriptEnd = scriptStart + BASELINE_S * 1000;
   let next = 0;
   await Promise.all(
-    Array.from({ length: CONCURRENCY }, async (_, worker) => {
-      while (Date.now() < scriptEnd) {
-        const i = next++;
-        // Each pass over the sets is a new round of sequence numbers, so that every event counts.
-        const round = Math.floor(i / SETS);
-        const set = (sets[i % SETS] as UsageInput[]).map((e, k) => ({
-          ...e,
-          seq: e.seq + round * span,
-          pos: { offset: i * perApply + k, index: 0, ts: Date.now() },
-        }));
-        await store.apply(set, `bench-script|${worker}`);
+    Array.from({ length: CONCURRENCY }, async () => {
+      while (Date.now() < scriptEnd && next < sets.length) {
+        const set = sets[next++] as UsageInput[];
+        await store.apply(set, "bench-script|0");
         scriptEvents += set.length;
       }
     }),
   );
   const scriptPerS = scriptEvents / ((Date.now() - scriptStart) / 1000);
+  const baselineScriptUs = scriptMicros(await redis.info("commandstats")) / Math.max(1, scriptEvents);
 
   const endToEnd = total / ((drained - started) / 1000);
   const wall = (drained - started) / 1000;
@@ -431,6 +459,7 @@ async function main() {
   const summary = {
     mode: MODE,
     lines: LINES,
+    aggregators: AGGREGATORS,
     seconds: SECONDS,
     target_events_per_s: Math.round(LINES / INTERVAL),
     produced_events: total,
@@ -452,6 +481,8 @@ async function main() {
     baseline_kafka_per_s: Math.round(rawEventsPerS),
     baseline_kafka_records_per_s: Math.round(rawRecordsPerS),
     baseline_redis_per_s: Math.round(scriptPerS),
+    redis_script_us_per_event: Number(runScriptUs.toFixed(2)),
+    baseline_redis_script_us_per_event: Number(baselineScriptUs.toFixed(2)),
     cpu_cores: cores,
     cpu_us_per_event: perEvent,
     ratio_to_kafka: Number((endToEnd / rawEventsPerS).toFixed(3)),
@@ -475,7 +506,8 @@ async function main() {
         .map(([k, v]) => `${k} ${v}`)
         .join(", ")}`,
       `  baseline kafka      ${fmt(rawEventsPerS)} events/s (${fmt(rawRecordsPerS)} records/s) by a consumer that does nothing`,
-      `  baseline redis      ${fmt(scriptPerS)} events/s by the counting script alone (${CONCURRENCY} calls in flight)`,
+      `  baseline redis      ${fmt(scriptPerS)} events/s by the counting script alone (${CONCURRENCY} applies of ${fmt(perApply)} in flight; ${baselineScriptUs.toFixed(2)} µs/event inside Redis)`,
+      `  script in the run   ${runScriptUs.toFixed(2)} µs/event inside Redis (one Redis core: ${fmt(1e6 / runScriptUs)} events/s at most)`,
       `  ratios              ${summary.ratio_to_kafka} of raw Kafka, ${summary.ratio_to_redis} of the script alone`,
       "",
     ].join("\n"),
@@ -485,7 +517,7 @@ async function main() {
 }
 
 async function cleanup() {
-  unit?.kill("SIGKILL");
+  for (const u of units) u.kill("SIGKILL");
   await admin.deleteTopics({ topics: [topics.usage, dlqTopic(topics.usage), topics.notifications] }).catch(() => {});
   await admin.disconnect().catch(() => {});
   await redisServer.stop();

@@ -124,11 +124,12 @@ export interface Decoded<T> {
  * Decodes a record's value with one of the accepted schemas. A value that is not valid Protobuf,
  * names a type the topic does not carry, or has no key is rejected with a reason.
  */
-export function decodeRecord<Desc extends DescMessage>(
+export function decodeRecord<Desc extends DescMessage, T = MessageShape<Desc>>(
   schemas: readonly Desc[],
   partition: number,
   m: KafkaMessage,
-): Decoded<MessageShape<Desc>> {
+  decodeValue: (schema: Desc, value: Buffer) => T = (schema, value) => fromBinary(schema, value) as T,
+): Decoded<T> {
   const [defaultSchema] = schemas;
   if (!defaultSchema) throw new Error("decodeRecord needs at least one schema");
   const typeName = headerString(m.headers, MESSAGE_TYPE_HEADER) ?? defaultSchema.typeName;
@@ -140,9 +141,9 @@ export function decodeRecord<Desc extends DescMessage>(
   }
   if (!m.value || m.value.length === 0) throw new RecordRejected(`empty value; expected ${typeName}`);
   if (!m.key || m.key.length === 0) throw new RecordRejected("record has no key");
-  let value: MessageShape<Desc>;
+  let value: T;
   try {
-    value = fromBinary(schema, m.value);
+    value = decodeValue(schema, m.value);
   } catch (e) {
     throw new RecordRejected(`value is not a valid ${typeName}: ${(e as Error).message}`);
   }
@@ -166,14 +167,19 @@ export interface Rejection<T> {
   headers?: Record<string, string>;
 }
 
-export interface ProtoConsumerOptions<Desc extends DescMessage> {
+export interface ProtoConsumerOptions<Desc extends DescMessage, T = MessageShape<Desc>> {
   kafka: Kafka;
   groupId: string;
   topic: string;
   /** First is the topic's default type; others must be named by the type header. */
   schemas: readonly Desc[];
   /** Business validation of a decoded value: a reason to dead-letter it, or undefined when it is good. */
-  validate?: (value: MessageShape<Desc>, record: Decoded<MessageShape<Desc>>) => string | undefined;
+  validate?: (value: T, record: Decoded<T>) => string | undefined;
+  /**
+   * Reads a value instead of `fromBinary` (a hot path's own reader of the same schema); what it
+   * throws dead-letters the record as not a valid value of the schema.
+   */
+  decodeValue?: (schema: Desc, value: Buffer) => T;
   /**
    * Processes the good records of one fetched batch (one partition, in offset order). Must be
    * idempotent: after a crash the batch is delivered again. Records it cannot take for good
@@ -181,10 +187,10 @@ export interface ProtoConsumerOptions<Desc extends DescMessage> {
    * Throwing (a transient failure: a datastore down) commits nothing; the batch is retried.
    */
   handle: (
-    records: Decoded<MessageShape<Desc>>[],
+    records: Decoded<T>[],
     batch: { topic: string; partition: number },
     // biome-ignore lint/suspicious/noConfusingVoidType: a handler that rejects nothing just returns
-  ) => Promise<void | Rejection<MessageShape<Desc>>[]>;
+  ) => Promise<void | Rejection<T>[]>;
   /** Producer used for dead letters. */
   producer: Producer;
   logger: Logger;
@@ -195,6 +201,22 @@ export interface ProtoConsumerOptions<Desc extends DescMessage> {
   partitionsConsumedConcurrently?: number;
   /** Fetch tuning (kafkajs consumer options). */
   fetch?: { maxBytesPerPartition?: number; maxBytes?: number; maxWaitTimeInMs?: number; minBytes?: number };
+  /**
+   * Batches of one partition in work at once (default 1). With more, the next batch is fetched
+   * and decoded, and handed to `handle`, while the previous one is still being handled, so a
+   * handler that waits on a datastore keeps both the datastore and the process busy. `handle`
+   * must then keep the effects of one partition's batches in their order. Offsets are still
+   * committed in order, each once its batch and all before it are done; when a batch fails, the
+   * later ones are not committed either and the partition is read again from the failed batch.
+   */
+  pipeline?: number;
+}
+
+interface Job {
+  /** The batch's first offset. */
+  first: string;
+  /** Settles once the batch is handled and its offset committed (or it or an earlier one failed). */
+  committed: Promise<void>;
 }
 
 interface DeadLetter {
@@ -210,11 +232,15 @@ interface DeadLetter {
  * the rest to `handle`, and commits the batch's offset only after both are done. Offsets are
  * committed explicitly, never on a timer, so a stop or crash redelivers at most the batch in hand.
  */
-export class ProtoConsumer<Desc extends DescMessage> {
+export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
   readonly consumer: Consumer;
   private readonly log: Logger;
+  /** Pipelined batches per partition, oldest first. */
+  private readonly jobs = new Map<number, Job[]>();
+  /** Partitions read again from this offset after a failed batch (until a batch from there arrives). */
+  private readonly rewound = new Map<number, string>();
 
-  constructor(private readonly o: ProtoConsumerOptions<Desc>) {
+  constructor(private readonly o: ProtoConsumerOptions<Desc, T>) {
     this.consumer = o.kafka.consumer({
       groupId: o.groupId,
       allowAutoTopicCreation: false,
@@ -245,12 +271,12 @@ export class ProtoConsumer<Desc extends DescMessage> {
     commitOffsetsIfNecessary,
   }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
-    const good: Decoded<MessageShape<Desc>>[] = [];
+    const good: Decoded<T>[] = [];
     const dead: DeadLetter[] = [];
     const byOffset = new Map(batch.messages.map((m) => [m.offset, m]));
     for (const m of batch.messages) {
       try {
-        const d = decodeRecord(this.o.schemas, batch.partition, m);
+        const d = decodeRecord(this.o.schemas, batch.partition, m, this.o.decodeValue);
         const reason = this.o.validate?.(d.value, d);
         if (reason) dead.push({ m, reason });
         else good.push(d);
@@ -259,30 +285,103 @@ export class ProtoConsumer<Desc extends DescMessage> {
         dead.push({ m, reason: e instanceof RecordRejected ? e.reason : `validation failed: ${(e as Error).message}` });
       }
     }
-    if (good.length > 0) {
-      // A long batch must not cost the group membership: heartbeat while it runs.
-      const beat = setInterval(() => heartbeat().catch(() => {}), 3_000);
-      try {
+    const handleAndDeadLetter = async () => {
+      if (good.length > 0) {
         const rejected = await this.o.handle(good, { topic: batch.topic, partition: batch.partition });
         for (const r of rejected ?? []) {
           const m = byOffset.get(r.record.offset);
           if (m) dead.push({ m, reason: r.reason, value: r.value, headers: r.headers });
         }
+      }
+      if (dead.length > 0) await this.deadLetter(batch.topic, batch.partition, dead);
+    };
+    const last = batch.lastOffset();
+    const next = (BigInt(last) + 1n).toString();
+    // Through the batch payload, not consumer.commitOffsets: the latter silently drops the commit
+    // once stop() has begun, which would lose the offsets of the batch a SIGTERM let finish.
+    const commit = async () => {
+      await commitOffsetsIfNecessary({
+        topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
+      });
+      this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
+    };
+    if ((this.o.pipeline ?? 1) <= 1) {
+      // A long batch must not cost the group membership: heartbeat while it runs.
+      const beat = setInterval(() => heartbeat().catch(() => {}), 3_000);
+      try {
+        await handleAndDeadLetter();
+      } finally {
+        clearInterval(beat);
+      }
+      resolveOffset(last);
+      await commit();
+      await heartbeat();
+      return;
+    }
+    // Pipelined: the batch is handled and committed after the ones before it, while kafkajs goes on.
+    const first = batch.firstOffset() ?? batch.messages[0]?.offset ?? "0";
+    const rewoundTo = this.rewound.get(batch.partition);
+    if (rewoundTo !== undefined) {
+      // After a failure, only a batch that reads the failed one again may go on.
+      if (BigInt(first) > BigInt(rewoundTo)) return;
+      this.rewound.delete(batch.partition);
+    }
+    const queue = this.jobs.get(batch.partition) ?? [];
+    this.jobs.set(batch.partition, queue);
+    const before = queue[queue.length - 1]?.committed;
+    const work = handleAndDeadLetter();
+    // Handled below, once the earlier batches are done; not an unhandled rejection meanwhile.
+    void work.catch(() => {});
+    const job: Job = {
+      first,
+      committed: (async () => {
+        const earlier = await before?.then(
+          () => undefined,
+          (e: unknown) => e ?? new Error("an earlier batch failed"),
+        );
+        try {
+          await work;
+        } catch (e) {
+          if (earlier === undefined) this.rewind(batch.topic, batch.partition, first, e);
+          throw e;
+        }
+        if (earlier !== undefined) throw earlier;
+        await commit();
+      })(),
+    };
+    queue.push(job);
+    void job.committed
+      .catch(() => {})
+      .finally(() => {
+        const i = queue.indexOf(job);
+        if (i >= 0) queue.splice(i, 1);
+      });
+    resolveOffset(last);
+    if (queue.length >= (this.o.pipeline ?? 1)) {
+      const beat = setInterval(() => heartbeat().catch(() => {}), 3_000);
+      try {
+        while (queue.length >= (this.o.pipeline ?? 1)) await (queue[0] as Job).committed.catch(() => {});
       } finally {
         clearInterval(beat);
       }
     }
-    if (dead.length > 0) await this.deadLetter(batch.topic, batch.partition, dead);
-    const last = batch.lastOffset();
-    resolveOffset(last);
-    const next = (BigInt(last) + 1n).toString();
-    // Through the batch payload, not consumer.commitOffsets: the latter silently drops the commit
-    // once stop() has begun, which would lose the offsets of the batch a SIGTERM let finish.
-    await commitOffsetsIfNecessary({
-      topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
-    });
     await heartbeat();
-    this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
+  }
+
+  /** A batch failed: read the partition again from it (the batches after it are not committed). */
+  private rewind(topic: string, partition: number, offset: string, err: unknown): void {
+    const earlier = this.rewound.get(partition);
+    if (earlier === undefined || BigInt(offset) < BigInt(earlier)) this.rewound.set(partition, offset);
+    this.log.warn(
+      { partition, offset, err: (err as Error)?.message },
+      "batch failed; reading the partition again from it",
+    );
+    try {
+      this.consumer.seek({ topic, partition, offset });
+    } catch (e) {
+      // Not ours any more (a rebalance): its new owner starts from the last committed offset.
+      this.log.debug({ partition, err: (e as Error).message }, "seek after a failed batch not possible");
+    }
   }
 
   private async deadLetter(topic: string, partition: number, dead: DeadLetter[]): Promise<void> {
@@ -310,8 +409,19 @@ export class ProtoConsumer<Desc extends DescMessage> {
     }
   }
 
-  /** Finishes the batch in hand (its offsets are committed inside it), then leaves the group. */
+  /**
+   * Finishes the batches in hand (their offsets are committed), then leaves the group. Pipelined
+   * batches are waited for before disconnecting: fetching stops first, so that no new one starts.
+   */
   async stop(): Promise<void> {
+    if ((this.o.pipeline ?? 1) > 1) {
+      try {
+        this.consumer.pause([{ topic: this.o.topic }]);
+      } catch {
+        // Not running yet.
+      }
+      await Promise.allSettled([...this.jobs.values()].flatMap((q) => q.map((j) => j.committed)));
+    }
     await this.consumer.disconnect();
   }
 }

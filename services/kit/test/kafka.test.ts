@@ -270,3 +270,71 @@ describe("failures inside the consumer", () => {
     assert.deepEqual(reasons, { "1": "validation failed: validator bug on seq 2", "2": "unknown line" });
   });
 });
+
+describe("pipelined batches", () => {
+  it("hands on the next batch before the last is done, commits in order, and re-reads from a failed batch", async () => {
+    const topic = await createTopic(1);
+    const groupId = unique("kit-test-group");
+    const line = unique("line");
+    const total = 40;
+    for (let seq = 1; seq <= total; seq++) {
+      await producer.send({ topic, messages: [encodeRecord(UsageEventSchema, event(line, seq, 10n), { key: line })] });
+    }
+    let inFlight = 0;
+    let maxInFlight = 0;
+    let failedAt: string | undefined;
+    let retried = false;
+    /** Offsets handled to the end, in the order their batches finished. */
+    const done: number[] = [];
+    const commits: { offset: number; afterRetry: boolean }[] = [];
+    const consumer = new ProtoConsumer({
+      kafka,
+      groupId,
+      topic,
+      schemas: [UsageEventSchema],
+      fromBeginning: true,
+      producer,
+      logger,
+      pipeline: 3,
+      // Small fetches: a few records per batch.
+      fetch: { maxBytesPerPartition: 300, maxWaitTimeInMs: 50 },
+      handle: async (records) => {
+        inFlight += 1;
+        maxInFlight = Math.max(maxInFlight, inFlight);
+        try {
+          await new Promise((r) => setTimeout(r, 20 + Math.random() * 60));
+          const offsets = records.map((r) => Number(r.offset));
+          if (failedAt === undefined && offsets.some((o) => o >= 12)) {
+            failedAt = records[0]?.offset;
+            throw new Error("datastore unavailable");
+          }
+          if (failedAt !== undefined && offsets.includes(Number(failedAt))) retried = true;
+          done.push(...offsets);
+        } finally {
+          inFlight -= 1;
+        }
+      },
+      onCommitted: ({ offset }) => commits.push({ offset: Number(offset), afterRetry: retried }),
+    });
+    await consumer.start();
+    await eventually(
+      async () => {
+        const [o] = await admin.fetchOffsets({ groupId, topics: [topic] });
+        return o?.partitions[0]?.offset === String(total) ? true : undefined;
+      },
+      60_000,
+      "every record committed",
+    );
+    await consumer.stop();
+    assert.ok(maxInFlight >= 2, `batches overlapped (at most ${maxInFlight} at once)`);
+    assert.ok(failedAt !== undefined && retried, "the failed batch was read again");
+    for (let o = 0; o < total; o++) assert.ok(done.includes(o), `offset ${o} handled`);
+    for (let i = 1; i < commits.length; i++) {
+      assert.ok((commits[i]?.offset ?? 0) > (commits[i - 1]?.offset ?? 0), "commits only move forward");
+    }
+    for (const c of commits) {
+      if (c.offset > Number(failedAt))
+        assert.ok(c.afterRetry, `offset ${c.offset} committed before the failed batch was redone`);
+    }
+  });
+});

@@ -1,23 +1,33 @@
-import { create, toBinary } from "@bufbuild/protobuf";
-import {
-  type UsageEvent,
-  type UsageEventBatch,
-  UsageEventBatchSchema,
-  UsageEventSchema,
-} from "../../../gen/telco/usage/v1/events_pb.js";
+import type { DescMessage } from "@bufbuild/protobuf";
+import { UsageEventBatchSchema, UsageEventSchema } from "../../../gen/telco/usage/v1/events_pb.js";
 import { ID_RE } from "../../kit/src/errors.js";
 import { type Decoded, MESSAGE_TYPE_HEADER, type Rejection } from "../../kit/src/kafka.js";
 import type { Logger } from "../../kit/src/logger.js";
 import type { Month, MonthClock } from "./months.js";
 import { MAX_SEQ, SEQ_WINDOW } from "./redis/scripts.js";
 import type { UsageInput, UsageStore } from "./redis/store.js";
+import { readUsageEvent, readUsageEventBatch, type WireEvent } from "./wire.js";
 
 /** Largest usage one report may carry: 1 TiB. More is a unit mistake, not traffic. */
 export const MAX_EVENT_BYTES = 2 ** 40;
 /** Header of a dead-lettered event that came in a batch record: its index in the batch. */
 export const BATCH_INDEX_HEADER = "dlq-batch-index";
 
-export type UsageRecord = Decoded<UsageEvent | UsageEventBatch>;
+/** A usage.events record's value as the aggregator reads it (see wire.ts). */
+export interface UsageValue {
+  batch: boolean;
+  events: WireEvent[];
+  /** The record's value: a batch event's own bytes are a slice of it. */
+  raw: Buffer;
+}
+
+export type UsageRecord = Decoded<UsageValue>;
+
+/** Reads a usage.events value of either schema (the consumer's decodeValue). */
+export function readUsageValue(schema: DescMessage, raw: Buffer): UsageValue {
+  if (schema.typeName === UsageEventBatchSchema.typeName) return { batch: true, events: readUsageEventBatch(raw), raw };
+  return { batch: false, events: [readUsageEvent(raw)], raw };
+}
 
 /** Running counts of what the aggregator did (metrics, the benchmark, tests). */
 export interface AggregatorStats {
@@ -70,14 +80,13 @@ export class Aggregator {
   handle = async (
     records: UsageRecord[],
     from?: { topic: string; partition: number },
-  ): Promise<Rejection<UsageEvent | UsageEventBatch>[]> => {
+  ): Promise<Rejection<UsageValue>[]> => {
     const inputs: UsageInput[] = [];
-    const origin: { record: UsageRecord; index: number; event: UsageEvent }[] = [];
-    const rejections: Rejection<UsageEvent | UsageEventBatch>[] = [];
+    const origin: { record: UsageRecord; index: number; event: WireEvent }[] = [];
+    const rejections: Rejection<UsageValue>[] = [];
     const now = this.now();
     for (const record of records) {
-      const batch = record.typeName === UsageEventBatchSchema.typeName;
-      const events = batch ? (record.value as UsageEventBatch).events : [record.value as UsageEvent];
+      const { batch, events } = record.value;
       if (batch && events.length === 0) {
         rejections.push({ record, reason: "batch record holds no events" });
         continue;
@@ -86,7 +95,7 @@ export class Aggregator {
       const offset = Number(record.offset);
       const ts = Number(record.timestamp);
       for (let index = 0; index < events.length; index++) {
-        const event = events[index] as UsageEvent;
+        const event = events[index] as WireEvent;
         const c = this.checker.check(event, batch ? undefined : record.key, now);
         if (typeof c === "string") {
           rejections.push(batch ? eventRejection(record, index, event, c) : { record, reason: c });
@@ -95,8 +104,8 @@ export class Aggregator {
         const { month } = c;
         inputs.push({
           sid: event.subscriptionId,
-          seq: Number(event.seq),
-          bytes: Number(event.bytes),
+          seq: event.seq,
+          bytes: event.bytes,
           month,
           traceparent,
           pos: { offset, index, ts },
@@ -118,8 +127,7 @@ export class Aggregator {
         const reason =
           `seq ${event.seq} is more than ${SEQ_WINDOW} behind the highest seen for line ${event.subscriptionId}: ` +
           "too late to tell a new event from a producer's retry";
-        const batch = record.typeName === UsageEventBatchSchema.typeName;
-        rejections.push(batch ? eventRejection(record, index, event, reason) : { record, reason });
+        rejections.push(record.value.batch ? eventRejection(record, index, event, reason) : { record, reason });
       }
       if (r.alertGroups.length > 0) this.o.onAlerts?.(r.alertGroups);
     }
@@ -146,17 +154,17 @@ export class EventChecker {
   ) {}
 
   /** Why an event cannot be counted, or where it counts. `key`: the record key of a single-event record. */
-  check(e: UsageEvent, key: string | undefined, now: number): string | Placed {
+  check(e: WireEvent, key: string | undefined, now: number): string | Placed {
     if (!ID_RE.test(e.subscriptionId)) return "subscription_id is missing or malformed";
     if (key !== undefined && key !== e.subscriptionId) {
       return `record key ${JSON.stringify(key)} is not the event's subscription_id ${e.subscriptionId}`;
     }
     if (e.eventId.length === 0 || e.eventId.length > 128) return "event_id must be 1-128 characters";
-    if (e.bytes === 0n) return "bytes must be > 0";
-    if (e.bytes > BigInt(MAX_EVENT_BYTES)) return `bytes ${e.bytes} exceeds ${MAX_EVENT_BYTES} (1 TiB) per event`;
-    if (e.seq > BigInt(MAX_SEQ)) return `seq ${e.seq} exceeds ${MAX_SEQ}`;
-    if (!e.occurredAt) return "occurred_at is missing";
-    const ms = Number(e.occurredAt.seconds) * 1000 + Math.floor(e.occurredAt.nanos / 1e6);
+    if (e.bytes === 0) return "bytes must be > 0";
+    if (e.bytes > MAX_EVENT_BYTES) return `bytes ${big(e.bytes)} exceeds ${MAX_EVENT_BYTES} (1 TiB) per event`;
+    if (e.seq > MAX_SEQ) return `seq ${big(e.seq)} exceeds ${MAX_SEQ}`;
+    if (!e.hasTime) return "occurred_at is missing";
+    const ms = e.seconds * 1000 + Math.floor(e.nanos / 1e6);
     if (!Number.isFinite(ms) || ms < 0) return "occurred_at is not a valid time";
     if (ms > now + this.maxClockSkewMs) {
       return `occurred_at ${new Date(ms).toISOString()} is in the future (more than ${this.maxClockSkewMs / 1000} s ahead)`;
@@ -169,17 +177,17 @@ export class EventChecker {
   }
 }
 
-/** One bad event of a batch record, dead-lettered on its own as a single UsageEvent. */
-function eventRejection(
-  record: UsageRecord,
-  index: number,
-  event: UsageEvent,
-  reason: string,
-): Rejection<UsageEvent | UsageEventBatch> {
+/** A number as read from the wire, exactly when it is below 2^53. */
+function big(n: number): string {
+  return Number.isSafeInteger(n) ? String(n) : `≥ 2^53 (about ${n.toExponential(3)})`;
+}
+
+/** One bad event of a batch record, dead-lettered on its own: its own bytes, a single UsageEvent. */
+function eventRejection(record: UsageRecord, index: number, event: WireEvent, reason: string): Rejection<UsageValue> {
   return {
     record,
     reason: `batch event ${index}: ${reason}`,
-    value: toBinary(UsageEventSchema, create(UsageEventSchema, event)),
+    value: record.value.raw.subarray(event.start, event.end),
     headers: { [MESSAGE_TYPE_HEADER]: UsageEventSchema.typeName, [BATCH_INDEX_HEADER]: String(index) },
   };
 }

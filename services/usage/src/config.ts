@@ -80,6 +80,14 @@ export const spec = defineConfig({
     default: 4,
     description: "Partitions of usage.events one aggregator process works on at the same time.",
   },
+  USAGE_BATCHES_IN_FLIGHT: {
+    type: "int",
+    min: 1,
+    max: 8,
+    default: 2,
+    description:
+      "Fetched batches of one partition the aggregator works on at once: with 2, the next is read and prepared while Redis counts the last (offsets are still committed in order).",
+  },
   USAGE_KAFKA_SESSION_TIMEOUT_MS: {
     type: "int",
     min: 6_000,

@@ -64,6 +64,7 @@ await runUnit({
         maxClockSkewMs: config.USAGE_MAX_CLOCK_SKEW_SECONDS * 1000,
         relaySweepMs: config.USAGE_RELAY_SWEEP_MS,
         concurrency: config.USAGE_CONSUMER_CONCURRENCY,
+        batchesInFlight: config.USAGE_BATCHES_IN_FLIGHT,
         sessionTimeoutMs: config.USAGE_KAFKA_SESSION_TIMEOUT_MS,
         statsIntervalMs: config.USAGE_STATS_INTERVAL_MS,
       });

@@ -5,7 +5,7 @@ import { ProtoConsumer } from "../../kit/src/kafka.js";
 import type { Logger } from "../../kit/src/logger.js";
 import type { RedisClient } from "../../kit/src/redis.js";
 import { TOPICS } from "../../kit/src/topics.js";
-import { Aggregator } from "./aggregator.js";
+import { Aggregator, readUsageValue, type UsageValue } from "./aggregator.js";
 import { domainEventsHandler } from "./quotas.js";
 import type { UsageStore } from "./redis/store.js";
 import { OutboxRelay } from "./relay.js";
@@ -23,6 +23,8 @@ export interface PipelineOptions {
   maxClockSkewMs?: number;
   relaySweepMs?: number;
   concurrency?: number;
+  /** Batches of one partition in work at once (ProtoConsumer's pipeline). */
+  batchesInFlight?: number;
   sessionTimeoutMs?: number;
   /** Where a new quota group starts on domain.events: the beginning (default) or its end. */
   quotasFromBeginning?: boolean;
@@ -38,7 +40,7 @@ export interface PipelineOptions {
 export class UsagePipeline {
   readonly aggregator: Aggregator;
   relay: OutboxRelay | undefined;
-  aggregatorConsumer: ProtoConsumer<typeof UsageEventSchema | typeof UsageEventBatchSchema> | undefined;
+  aggregatorConsumer: ProtoConsumer<typeof UsageEventSchema | typeof UsageEventBatchSchema, UsageValue> | undefined;
   quotaConsumer: ProtoConsumer<typeof DomainEventSchema> | undefined;
   /** Highest committed offset + 1 per partition of the usage topic (tests wait on it). */
   readonly committed = new Map<number, bigint>();
@@ -73,11 +75,13 @@ export class UsagePipeline {
         groupId: `${prefix}-aggregator`,
         topic: o.topics?.usageEvents ?? TOPICS.usageEvents,
         schemas: [UsageEventSchema, UsageEventBatchSchema],
+        decodeValue: readUsageValue,
         handle: this.aggregator.handle,
         producer: o.producer,
         logger: o.logger,
         fromBeginning: true,
         partitionsConsumedConcurrently: o.concurrency ?? 4,
+        pipeline: o.batchesInFlight ?? 2,
         sessionTimeout: o.sessionTimeoutMs,
         fetch: { maxBytesPerPartition: 4 * 1024 * 1024, maxBytes: 32 * 1024 * 1024, maxWaitTimeInMs: 200 },
         onCommitted: ({ partition, offset }) => this.committed.set(partition, BigInt(offset)),

@@ -153,6 +153,8 @@ export class UsageStore {
   private readonly quotas_: Script;
   private readonly now: () => number;
   private readonly topCache = new Map<number, { at: number; lines: { sid: string; used: bigint }[] }>();
+  /** Per line group and source, the last call sent (see apply). */
+  private readonly tails = new Map<string, Promise<void>>();
 
   constructor(
     readonly redis: RedisClient,
@@ -202,13 +204,28 @@ export class UsageStore {
       else byGroup.set(g, [i]);
     }
     const result: ApplyResult = { counted: 0, duplicates: 0, replayed: 0, alerts: 0, stale: [], alertGroups: [] };
-    // Groups in parallel; a group's calls one after another: its position must only move forward
-    // (a call retried after a cluster redirection must not land after its successor).
+    // Groups in parallel; a group's calls for one source one after another, also across applies
+    // made before the previous one finished: its position must only move forward (a call retried
+    // after a cluster redirection must not land after its successor, whose position would make
+    // Redis skip it as a redelivery). A call after one that failed fails too, unsent: the caller
+    // retries them all from the first, which a later call's position must not have overtaken.
     await Promise.all(
-      [...byGroup].map(async ([g, all]) => {
-        for (let from = 0; from < all.length; from += MAX_EVENTS_PER_CALL) {
-          await this.applyGroup(g, all.slice(from, from + MAX_EVENTS_PER_CALL), events, buckets, result, source);
-        }
+      [...byGroup].map(([g, all]) => {
+        const key = `${g}|${source}`;
+        const previous = this.tails.get(key);
+        const run = (async () => {
+          if (previous) await previous;
+          for (let from = 0; from < all.length; from += MAX_EVENTS_PER_CALL) {
+            await this.applyGroup(g, all.slice(from, from + MAX_EVENTS_PER_CALL), events, buckets, result, source);
+          }
+        })();
+        this.tails.set(key, run);
+        void run
+          .catch(() => {})
+          .finally(() => {
+            if (this.tails.get(key) === run) this.tails.delete(key);
+          });
+        return run;
       }),
     );
     return result;

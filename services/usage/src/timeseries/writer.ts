@@ -1,13 +1,9 @@
 import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from "kafkajs";
-import {
-  type UsageEvent,
-  type UsageEventBatch,
-  UsageEventBatchSchema,
-  UsageEventSchema,
-} from "../../../../gen/telco/usage/v1/events_pb.js";
+import { UsageEventBatchSchema, UsageEventSchema } from "../../../../gen/telco/usage/v1/events_pb.js";
 import { decodeRecord } from "../../../kit/src/kafka.js";
 import type { Logger } from "../../../kit/src/logger.js";
-import type { EventChecker } from "../aggregator.js";
+import { type EventChecker, readUsageValue } from "../aggregator.js";
+import type { WireEvent } from "../wire.js";
 import { escapeTag, type InfluxClient } from "./influx.js";
 
 /** Resolution of the per-line series. */
@@ -206,12 +202,11 @@ export class TimeSeriesWriter {
   }
 
   private add(chunk: Chunk, partition: number, m: KafkaMessage, now: number): void {
-    let events: UsageEvent[];
+    let events: WireEvent[];
     let batch = false;
     try {
-      const d = decodeRecord([UsageEventSchema, UsageEventBatchSchema], partition, m);
-      batch = d.typeName === UsageEventBatchSchema.typeName;
-      events = batch ? (d.value as UsageEventBatch).events : [d.value as UsageEvent];
+      const d = decodeRecord([UsageEventSchema, UsageEventBatchSchema], partition, m, readUsageValue);
+      ({ batch, events } = d.value);
     } catch {
       // The aggregator's group dead-letters it.
       this.stats.skipped += 1;
@@ -225,11 +220,11 @@ export class TimeSeriesWriter {
         continue;
       }
       this.stats.events += 1;
-      if (!fresh(chunk, e.subscriptionId, Number(e.seq))) {
+      if (!fresh(chunk, e.subscriptionId, e.seq)) {
         this.stats.duplicates += 1;
         continue;
       }
-      const bytes = Number(e.bytes);
+      const bytes = e.bytes;
       const bucketMs = Math.floor(placed.ms / LINE_STEP_MS) * LINE_STEP_MS;
       const lk = `${e.subscriptionId} ${bucketMs}`;
       let lp = chunk.lines.get(lk);

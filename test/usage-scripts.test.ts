@@ -1,0 +1,119 @@
+/**
+ * The usage tools: the load generator puts exactly the reports it says on a topic, refuses
+ * misuse with a readable message; the benchmark's short smoke run ends with its JSON line, every
+ * produced event taken and every expected alert received (the figures are the full runs' job).
+ */
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { fromBinary } from "@bufbuild/protobuf";
+import type { Admin } from "kafkajs";
+import { UsageEventBatchSchema } from "../gen/telco/usage/v1/events_pb.js";
+import { createKafka, headerString, MESSAGE_TYPE_HEADER } from "../services/kit/src/kafka.js";
+import { eventually, KAFKA_BROKERS, testLogger, unique } from "./support/env.js";
+import { run } from "./support/processes.js";
+
+const tsx = (script: string, args: string[], env: Record<string, string> = {}, timeoutMs = 120_000) =>
+  run(process.execPath, ["--import", "tsx", script, ...args], { env, timeoutMs });
+const lastJson = (out: string) => JSON.parse(out.trim().split("\n").pop() ?? "{}") as Record<string, unknown>;
+
+const kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "usage-scripts-test", logger: testLogger("test") });
+let admin: Admin;
+const topic = unique("t.load.usage.events");
+before(async () => {
+  admin = kafka.admin();
+  await admin.connect();
+  await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
+});
+after(async () => {
+  await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+  await admin.disconnect();
+});
+
+describe("npm run load:usage", () => {
+  it("produces every line's reports, batched per partition, with the duplicates it reports", async () => {
+    const r = await tsx("scripts/usage-load.ts", [
+      "--lines",
+      "50",
+      "--interval",
+      "0.5",
+      "--seconds",
+      "2",
+      "--duplicates",
+      "0.1",
+      "--batch-size",
+      "20",
+      "--topic",
+      topic,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /\[load\] 50 lines every 0\.5 s = 100 events\/s/);
+    const summary = lastJson(r.stdout);
+    const events = summary.events as number;
+    const dups = summary.duplicates_sent as number;
+    assert.ok(events >= 150 && events <= 250, `about 2 s × 100 events/s (${events})`);
+
+    const seen: { line: string; seq: bigint; partition: number }[] = [];
+    const c = kafka.consumer({ groupId: unique("load-reader") });
+    await c.connect();
+    await c.subscribe({ topic, fromBeginning: true });
+    await c.run({
+      eachMessage: async ({ message, partition }) => {
+        assert.equal(headerString(message.headers, MESSAGE_TYPE_HEADER), UsageEventBatchSchema.typeName);
+        const batch = fromBinary(UsageEventBatchSchema, message.value as Buffer);
+        assert.ok(batch.events.length <= 20);
+        for (const e of batch.events) seen.push({ line: e.subscriptionId, seq: e.seq, partition });
+      },
+    });
+    await eventually(async () => (seen.length >= events + dups ? true : undefined), 20_000, "every report");
+    await c.disconnect();
+    assert.equal(seen.length, events + dups);
+    const distinct = new Set(seen.map((s) => `${s.line}:${s.seq}`));
+    assert.equal(distinct.size, events, "each report once, plus the duplicates");
+    // A line's reports all go to one partition.
+    const partitionOf = new Map<string, number>();
+    for (const s of seen) {
+      assert.equal(partitionOf.get(s.line) ?? s.partition, s.partition, s.line);
+      partitionOf.set(s.line, s.partition);
+    }
+    assert.ok([...partitionOf.keys()].every((l) => /^L\d{10}$/.test(l)));
+  });
+
+  it("explains misuse and exits 2", async () => {
+    for (const args of [
+      ["--mode", "fast"],
+      ["--lines", "0"],
+      ["--duplicates", "2"],
+      ["--bogus"],
+      ["--topic", unique("nope")],
+    ]) {
+      const r = await tsx("scripts/usage-load.ts", [...args, "--seconds", "1"]);
+      assert.equal(r.code, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /^load:usage: .+/m, args.join(" "));
+    }
+  });
+});
+
+describe("npm run bench:usage (smoke run)", () => {
+  it("ends with its JSON line: every event taken, every alert received", async () => {
+    const r = await tsx(
+      "scripts/bench-usage.ts",
+      ["--lines", "2000", "--seconds", "4", "--interval", "0.5", "--baseline-seconds", "1"],
+      {},
+      300_000,
+    );
+    assert.equal(r.code, 0, r.stderr.slice(-2000));
+    const j = lastJson(r.stdout);
+    for (const key of ["events_per_s", "p99_ms", "bytes_per_line", "baseline_kafka_per_s", "baseline_redis_per_s"]) {
+      assert.equal(typeof j[key], "number", key);
+      assert.ok((j[key] as number) > 0, `${key} = ${j[key]}`);
+    }
+    assert.equal(j.caught_up, true);
+    assert.equal(
+      (j.counted_events as number) + (j.duplicates_dropped as number),
+      j.produced_events,
+      "every produced event counted once or dropped as a duplicate",
+    );
+    assert.equal(j.alerts_received, j.alerts_expected);
+    assert.ok((j.alerts_expected as number) > 0);
+  });
+});
