@@ -32,7 +32,9 @@ import { lineId, reportBytes, UsageGenerator } from "./lib/usage-generator.js";
 
 const USAGE = `usage: npm run bench:usage -- [--lines N] [--seconds S] [--mode batch|single] [--interval S]
   [--batch-size N] [--duplicates SHARE] [--partitions N] [--concurrency N] [--aggregators N]
-  [--baseline-seconds S]`;
+  [--baseline-seconds S] [--backlog]
+  --backlog: produce the run's reports first (as fast as the producer can), then start the
+  aggregators and time how fast they drain it (their capacity, the producer out of the way)`;
 
 function fail(msg: string): never {
   process.stderr.write(`bench:usage: ${msg}\n${USAGE}\n`);
@@ -53,6 +55,7 @@ try {
       concurrency: { type: "string", default: "4" },
       aggregators: { type: "string", default: "1" },
       "baseline-seconds": { type: "string", default: "10" },
+      backlog: { type: "boolean", default: false },
       help: { type: "boolean", default: false },
     },
     strict: true,
@@ -81,6 +84,7 @@ const PARTITIONS = num("partitions", 1, 256);
 const CONCURRENCY = num("concurrency", 1, 64);
 const AGGREGATORS = num("aggregators", 1, 16);
 const BASELINE_S = num("baseline-seconds", 1, 600);
+const BACKLOG = values.backlog === true;
 const MODE = values.mode;
 if (MODE !== "batch" && MODE !== "single") fail(`--mode must be batch or single (got ${JSON.stringify(MODE)})`);
 
@@ -189,49 +193,53 @@ async function main() {
   const profile = process.env.BENCH_PROFILE ? ["--cpu-prof", `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
   const countsOf: Record<string, number>[] = [];
   const exits: Promise<number | null>[] = [];
-  for (let k = 0; k < AGGREGATORS; k++) {
-    const child = spawn(process.execPath, [...profile, "--import", "tsx", "services/usage/src/main.ts"], {
-      env: {
-        ...process.env,
-        USAGE_PORT: "0",
-        USAGE_COMPONENTS: k === 0 ? "aggregator,relay" : "aggregator",
-        REDIS_URL: redisServer.url,
-        KAFKA_BROKERS: BROKERS.join(","),
-        USAGE_EVENTS_TOPIC: topics.usage,
-        NOTIFICATION_TOPIC: topics.notifications,
-        USAGE_GROUP_PREFIX: `bench-${id}`,
-        USAGE_CONSUMER_CONCURRENCY: String(CONCURRENCY),
-        USAGE_STATS_INTERVAL_MS: "1000",
-        TIME_ZONE,
-        AUTH_VERIFY_KEY: keys.verifyKey,
-        LOG_LEVEL: "info",
-        DRAIN_DELAY_MS: "0",
-      },
-      stdio: ["ignore", "pipe", "inherit"],
-    });
-    units.push(child);
-    countsOf.push({});
-    let listening = false;
-    let buf = "";
-    child.stdout?.on("data", (d: Buffer) => {
-      buf += d.toString();
-      const lines = buf.split("\n");
-      buf = lines.pop() ?? "";
-      for (const l of lines) {
-        if (!l.startsWith("{")) continue;
-        const e = JSON.parse(l) as Record<string, unknown>;
-        if (e.msg === "usage pipeline counts") countsOf[k] = e as Record<string, number>;
-        else if (e.msg === "usage unit listening") listening = true;
-        else if (e.level === "error" || e.level === "fatal") process.stderr.write(`[usage ${k}] ${l}\n`);
+  const startAggregators = async () => {
+    for (let k = 0; k < AGGREGATORS; k++) {
+      const child = spawn(process.execPath, [...profile, "--import", "tsx", "services/usage/src/main.ts"], {
+        env: {
+          ...process.env,
+          USAGE_PORT: "0",
+          USAGE_COMPONENTS: k === 0 ? "aggregator,relay" : "aggregator",
+          REDIS_URL: redisServer.url,
+          KAFKA_BROKERS: BROKERS.join(","),
+          USAGE_EVENTS_TOPIC: topics.usage,
+          NOTIFICATION_TOPIC: topics.notifications,
+          USAGE_GROUP_PREFIX: `bench-${id}`,
+          USAGE_CONSUMER_CONCURRENCY: String(CONCURRENCY),
+          USAGE_STATS_INTERVAL_MS: "1000",
+          TIME_ZONE,
+          AUTH_VERIFY_KEY: keys.verifyKey,
+          LOG_LEVEL: "info",
+          DRAIN_DELAY_MS: "0",
+        },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      units.push(child);
+      countsOf.push({});
+      let listening = false;
+      let buf = "";
+      child.stdout?.on("data", (d: Buffer) => {
+        buf += d.toString();
+        const lines = buf.split("\n");
+        buf = lines.pop() ?? "";
+        for (const l of lines) {
+          if (!l.startsWith("{")) continue;
+          const e = JSON.parse(l) as Record<string, unknown>;
+          if (e.msg === "usage pipeline counts") countsOf[k] = e as Record<string, number>;
+          else if (e.msg === "usage unit listening") listening = true;
+          else if (e.level === "error" || e.level === "fatal") process.stderr.write(`[usage ${k}] ${l}\n`);
+        }
+      });
+      exits.push(new Promise<number | null>((r) => child.once("exit", (c) => r(c))));
+      for (let i = 0; !listening; i++) {
+        if (child.exitCode !== null) throw new Error(`usage unit ${k} exited (${child.exitCode}) before listening`);
+        if (i > 300) throw new Error(`usage unit ${k} did not start within 30 s`);
+        await sleep(100);
       }
-    });
-    exits.push(new Promise<number | null>((r) => child.once("exit", (c) => r(c))));
-    for (let i = 0; !listening; i++) {
-      if (child.exitCode !== null) throw new Error(`usage unit ${k} exited (${child.exitCode}) before listening`);
-      if (i > 300) throw new Error(`usage unit ${k} did not start within 30 s`);
-      await sleep(100);
     }
-  }
+  };
+
+  if (!BACKLOG) await startAggregators();
   /** The aggregators' counts, summed. */
   const count = (name: string) => countsOf.reduce((n, c) => n + (c[name] ?? 0), 0);
 
@@ -284,8 +292,10 @@ async function main() {
     topic: topics.usage,
     partitions: PARTITIONS,
     lines: LINES,
-    intervalS: INTERVAL,
-    seconds: SECONDS,
+    // A backlog: the run's reports as fast as the producer can make them.
+    intervalS: BACKLOG ? 0.001 : INTERVAL,
+    seconds: BACKLOG ? 0 : SECONDS,
+    maxEvents: BACKLOG ? LINES * rounds : 0,
     mode: MODE as "batch" | "single",
     batchSize: BATCH,
     duplicates: DUPS,
@@ -313,17 +323,27 @@ async function main() {
   };
   const seen = () => count("counted") + count("duplicates") + count("replayed") + count("deadLettered");
   const lagSeries: [number, number][] = [];
-  const pids: Record<string, number[]> = {
+  const pids = (): Record<string, number[]> => ({
     generator: [process.pid],
     aggregator: units.map((u) => u.pid ?? 0),
     redis: redisServer.pids.slice(0, 1),
     kafka: [kafkaPid() ?? 0],
-  };
+  });
   const cpuAt = () =>
-    Object.fromEntries(Object.entries(pids).map(([k, list]) => [k, list.reduce((n, pid) => n + cpuSeconds(pid), 0)]));
+    Object.fromEntries(Object.entries(pids()).map(([k, list]) => [k, list.reduce((n, pid) => n + cpuSeconds(pid), 0)]));
+  let backlogResult: Awaited<ReturnType<typeof generator.run>> | undefined;
+  if (BACKLOG) {
+    say(`backlog: producing ${fmt(LINES * rounds)} reports first`);
+    const b0 = Date.now();
+    backlogResult = await generator.run();
+    say(
+      `backlog: ${fmt(backlogResult.events)} reports in ${((Date.now() - b0) / 1000).toFixed(1)} s; starting the aggregator`,
+    );
+    await startAggregators();
+  }
   await redis.config("RESETSTAT");
-  const cpu0 = cpuAt();
-  const started = Date.now();
+  let cpu0 = cpuAt();
+  let started = Date.now();
   let monitoring = true;
   let lastSeen = 0;
   let lastAt = started;
@@ -347,9 +367,13 @@ async function main() {
     `load: ${fmt(LINES)} lines every ${INTERVAL} s = ${fmt(LINES / INTERVAL)} events/s for ${SECONDS} s, ${MODE}` +
       `${MODE === "batch" ? ` (${BATCH} events per record)` : ""}, ${DUPS * 100} % duplicates, ${PARTITIONS} partitions`,
   );
-  const result = await generator.run();
+  if (backlogResult) {
+    cpu0 = cpuAt();
+    started = Date.now();
+  }
+  const result = backlogResult ?? (await generator.run());
   produced = { events: result.events, duplicates: result.duplicates };
-  const productionEnd = Date.now();
+  const productionEnd = backlogResult ? started : Date.now();
   await producer.disconnect();
   const total = result.events + result.duplicates;
   // Until the aggregator has taken every record produced.
@@ -450,10 +474,10 @@ async function main() {
   const wall = (drained - started) / 1000;
   /** Cores each part used on average while the events went through (1 = one core). */
   const cores = Object.fromEntries(
-    Object.keys(pids).map((k) => [k, Number((((cpu1[k] as number) - (cpu0[k] as number)) / wall).toFixed(2))]),
+    Object.keys(cpu0).map((k) => [k, Number((((cpu1[k] as number) - (cpu0[k] as number)) / wall).toFixed(2))]),
   );
   const perEvent = Object.fromEntries(
-    Object.keys(pids).map((k) => [k, Number(((((cpu1[k] as number) - (cpu0[k] as number)) * 1e6) / total).toFixed(2))]),
+    Object.keys(cpu0).map((k) => [k, Number(((((cpu1[k] as number) - (cpu0[k] as number)) * 1e6) / total).toFixed(2))]),
   );
   const bytesPerLine = (memDone - memEmpty) / LINES;
   const summary = {
@@ -463,7 +487,7 @@ async function main() {
     seconds: SECONDS,
     target_events_per_s: Math.round(LINES / INTERVAL),
     produced_events: total,
-    produced_per_s: Math.round(total / ((productionEnd - started) / 1000)),
+    produced_per_s: Math.round(total / (backlogResult ? result.seconds : (productionEnd - started) / 1000)),
     counted_events: finalCounts.counted ?? 0,
     duplicates_dropped: finalCounts.duplicates ?? 0,
     dead_lettered: finalCounts.deadLettered ?? 0,
@@ -474,8 +498,10 @@ async function main() {
     alerts_expected: crossedAt.size,
     alerts_received: received.size,
     alerts_republished: duplicateAlerts,
-    p50_ms: Math.round(quantile(latencies, 0.5)),
-    p99_ms: Math.round(quantile(latencies, 0.99)),
+    // From producing the crossing event to its alert; not measured on a backlog (it would time the wait).
+    p50_ms: BACKLOG || latencies.length === 0 ? null : Math.round(quantile(latencies, 0.5)),
+    p99_ms: BACKLOG || latencies.length === 0 ? null : Math.round(quantile(latencies, 0.99)),
+    backlog: BACKLOG,
     bytes_per_line: Math.round(bytesPerLine),
     quota_bytes_per_line: Math.round((memQuotas - memEmpty) / LINES),
     baseline_kafka_per_s: Math.round(rawEventsPerS),
@@ -494,10 +520,14 @@ async function main() {
       `usage pipeline, ${MODE}, ${fmt(LINES)} lines, ${SECONDS} s (target ${fmt(summary.target_events_per_s)} events/s)`,
       `  produced            ${fmt(total)} events (${fmt(summary.produced_per_s)}/s), ${fmt(result.records)} records`,
       `  counted             ${fmt(summary.counted_events)}, ${fmt(summary.duplicates_dropped)} duplicates dropped, ${fmt(summary.dead_lettered)} dead-lettered`,
-      `  end to end          ${fmt(endToEnd)} events/s sustained (drain ${summary.drain_s} s after production ended${caughtUp ? "" : "; NOT caught up"})`,
+      BACKLOG
+        ? `  drained             ${fmt(endToEnd)} events/s by the aggregator from a backlog${caughtUp ? "" : " (NOT caught up)"}`
+        : `  end to end          ${fmt(endToEnd)} events/s sustained (drain ${summary.drain_s} s after production ended${caughtUp ? "" : "; NOT caught up"})`,
       `  lag (records)       ${lagSeries.map(([t, l]) => `${t}s:${fmt(l)}`).join(" ")}`,
       `  alerts              ${fmt(received.size)} of ${fmt(crossedAt.size)} expected, ${duplicateAlerts} re-published`,
-      `  event → alert       p50 ${summary.p50_ms} ms, p99 ${summary.p99_ms} ms (${fmt(latencies.length)} alerts)`,
+      summary.p99_ms === null
+        ? `  event → alert       not measured (${BACKLOG ? "backlog run" : "no alert in the run"})`
+        : `  event → alert       p50 ${summary.p50_ms} ms, p99 ${summary.p99_ms} ms (${fmt(latencies.length)} alerts)`,
       `  redis               ${summary.bytes_per_line} B/line (quotas alone ${summary.quota_bytes_per_line} B/line)`,
       `  cpu (cores)         ${Object.entries(cores)
         .map(([k, v]) => `${k} ${v}`)

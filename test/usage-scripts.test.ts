@@ -9,6 +9,7 @@ import { fromBinary } from "@bufbuild/protobuf";
 import type { Admin } from "kafkajs";
 import { UsageEventBatchSchema } from "../gen/telco/usage/v1/events_pb.js";
 import { createKafka, headerString, MESSAGE_TYPE_HEADER } from "../services/kit/src/kafka.js";
+import { MonthClock } from "../services/usage/src/months.js";
 import { eventually, KAFKA_BROKERS, testLogger, unique } from "./support/env.js";
 import { run } from "./support/processes.js";
 
@@ -76,6 +77,47 @@ describe("npm run load:usage", () => {
       partitionOf.set(s.line, s.partition);
     }
     assert.ok([...partitionOf.keys()].every((l) => /^L\d{10}$/.test(l)));
+  });
+
+  it("in month-boundary mode dates the first half of the run last month, the second half this month", async () => {
+    const boundaryTopic = unique("t.load.boundary");
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{ topic: boundaryTopic, numPartitions: 1, replicationFactor: 1 }],
+    });
+    try {
+      const r = await tsx("scripts/usage-load.ts", [
+        ...["--lines", "20", "--interval", "0.2", "--seconds", "2", "--month-boundary", "--topic", boundaryTopic],
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const events = lastJson(r.stdout).events as number;
+      const clock = new MonthClock("Asia/Seoul");
+      const boundary = clock.monthOf(Date.now()).startMs;
+      const at: number[] = [];
+      const c = kafka.consumer({ groupId: unique("boundary-reader") });
+      await c.connect();
+      await c.subscribe({ topic: boundaryTopic, fromBeginning: true });
+      await c.run({
+        eachMessage: async ({ message }) => {
+          for (const e of fromBinary(UsageEventBatchSchema, message.value as Buffer).events) {
+            at.push(Number(e.occurredAt?.seconds) * 1000 + Math.floor((e.occurredAt?.nanos ?? 0) / 1e6));
+          }
+        },
+      });
+      await eventually(async () => (at.length >= events ? true : undefined), 20_000, "every report");
+      await c.disconnect();
+      const before = at.filter((t) => t < boundary).length;
+      assert.ok(
+        before > events * 0.3 && before < events * 0.7,
+        `${before} of ${events} dated before ${new Date(boundary).toISOString()}`,
+      );
+      assert.ok(
+        Math.min(...at) >= boundary - 1_500 && Math.max(...at) < boundary + 1_500,
+        "within the run's span around it",
+      );
+    } finally {
+      await admin.deleteTopics({ topics: [boundaryTopic] }).catch(() => {});
+    }
   });
 
   it("explains misuse and exits 2", async () => {

@@ -19,8 +19,10 @@ export interface GeneratorOptions {
   lines: number;
   /** Seconds between two reports of one line. */
   intervalS: number;
-  /** How long to run; 0 = until stop(). */
+  /** How long to run; 0 = until stop() (or maxEvents). */
   seconds: number;
+  /** Stop after this many reports (duplicates not counted); 0 = no limit. */
+  maxEvents?: number;
   mode: "single" | "batch";
   /** Events per batch record. */
   batchSize: number;
@@ -205,9 +207,10 @@ export class UsageGenerator {
 
     while (!this.stopped) {
       const nowMs = Date.now();
-      if (nowMs >= endMs) break;
+      if (nowMs >= endMs || (o.maxEvents && scheduled >= o.maxEvents)) break;
       const elapsed = nowMs - started;
-      const due = Math.floor((elapsed * o.lines) / periodMs);
+      let due = Math.floor((elapsed * o.lines) / periodMs);
+      if (o.maxEvents) due = Math.min(due, o.maxEvents);
       const budget = Math.min(due - scheduled, 50_000);
       for (let k = 0; k < budget; k++) {
         const line = scheduled % o.lines;
