@@ -16,7 +16,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism } from "node:os";
-import { parseArgs } from "node:util";
 import { fromBinary } from "@bufbuild/protobuf";
 import { NotificationRequestSchema } from "../gen/telco/message/v1/events_pb.js";
 import { generateAuthKeys } from "../services/kit/src/auth.js";
@@ -27,6 +26,7 @@ import { spec } from "../services/usage/src/config.js";
 import { MonthClock } from "../services/usage/src/months.js";
 import { LEVELS } from "../services/usage/src/redis/scripts.js";
 import { Layout, type UsageInput, UsageStore } from "../services/usage/src/redis/store.js";
+import { cli } from "./lib/cli.js";
 import { LocalRedis } from "./lib/local-redis.js";
 import { lineId, reportBytes, UsageGenerator } from "./lib/usage-generator.js";
 
@@ -36,45 +36,19 @@ const USAGE = `usage: npm run bench:usage -- [--lines N] [--seconds S] [--mode b
   --backlog: produce the run's reports first (as fast as the producer can), then start the
   aggregators and time how fast they drain it (their capacity, the producer out of the way)`;
 
-function fail(msg: string): never {
-  process.stderr.write(`bench:usage: ${msg}\n${USAGE}\n`);
-  process.exit(2);
-}
-
-let values: Record<string, string | boolean | undefined>;
-try {
-  values = parseArgs({
-    options: {
-      lines: { type: "string", default: "100000" },
-      seconds: { type: "string", default: "60" },
-      mode: { type: "string", default: "batch" },
-      interval: { type: "string", default: "5" },
-      "batch-size": { type: "string", default: "500" },
-      duplicates: { type: "string", default: "0.01" },
-      partitions: { type: "string", default: "12" },
-      concurrency: { type: "string", default: "4" },
-      aggregators: { type: "string", default: "1" },
-      "baseline-seconds": { type: "string", default: "10" },
-      backlog: { type: "boolean", default: false },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-  }).values;
-} catch (e) {
-  fail((e as Error).message);
-}
-if (values.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-function num(name: string, min: number, max: number, int = true): number {
-  const raw = String(values[name]);
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < min || v > max || (int && !Number.isInteger(v))) {
-    fail(`--${name} must be ${int ? "an integer" : "a number"} from ${min} to ${max} (got ${JSON.stringify(raw)})`);
-  }
-  return v;
-}
+const { values, num, fail } = cli("bench:usage", USAGE, {
+  lines: { type: "string", default: "100000" },
+  seconds: { type: "string", default: "60" },
+  mode: { type: "string", default: "batch" },
+  interval: { type: "string", default: "5" },
+  "batch-size": { type: "string", default: "500" },
+  duplicates: { type: "string", default: "0.01" },
+  partitions: { type: "string", default: "12" },
+  concurrency: { type: "string", default: "4" },
+  aggregators: { type: "string", default: "1" },
+  "baseline-seconds": { type: "string", default: "10" },
+  backlog: { type: "boolean", default: false },
+});
 const LINES = num("lines", 100, 10_000_000);
 const SECONDS = num("seconds", 1, 3_600);
 const INTERVAL = num("interval", 0.1, 3_600, false);

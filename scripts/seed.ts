@@ -19,6 +19,7 @@ import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { PiiCipher, parseKeyRing } from "../services/domain/src/pii/cipher.js";
 import { maskName } from "../services/domain/src/pii/normalise.js";
+import { mulberry32 } from "./lib/random.js";
 import { migrateAll } from "./migrate.js";
 
 export interface SeedOptions {
@@ -166,17 +167,7 @@ const PLANS: [string, number][] = [
 ];
 const OPEN_VAS = ["RINGBACK", "CLOUD-50G", "SPAM-BLOCK"];
 
-/** mulberry32: small, fast, good enough for test data. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
+const rng = mulberry32;
 
 function weighted<T>(r: number, items: [T, ...unknown[]][], weights: number[], total: number): T {
   let x = r * total;

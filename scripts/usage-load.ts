@@ -8,67 +8,39 @@
  *
  * Progress once a second on stderr; the last line on stdout is JSON. KAFKA_BROKERS as the units.
  */
-import { parseArgs } from "node:util";
 import { createKafka, createProducer } from "../services/kit/src/kafka.js";
 import { createLogger } from "../services/kit/src/logger.js";
 import { TOPICS } from "../services/kit/src/topics.js";
 import { MonthClock } from "../services/usage/src/months.js";
+import { cli } from "./lib/cli.js";
 import { type GeneratorOptions, UsageGenerator } from "./lib/usage-generator.js";
 
 const USAGE = `usage: npm run load:usage -- [--lines N] [--interval SECONDS] [--seconds S (0 = until Ctrl-C)]
   [--mode single|batch] [--batch-size N] [--duplicates SHARE] [--reorder SHARE]
   [--late SHARE] [--late-seconds S] [--month-boundary] [--mean-bytes N] [--first-line N] [--topic NAME]`;
 
-function fail(msg: string): never {
-  process.stderr.write(`load:usage: ${msg}\n${USAGE}\n`);
-  process.exit(2);
-}
+const {
+  values: args,
+  num,
+  fail,
+} = cli("load:usage", USAGE, {
+  lines: { type: "string", default: "100000" },
+  interval: { type: "string", default: "5" },
+  seconds: { type: "string", default: "60" },
+  mode: { type: "string", default: "batch" },
+  "batch-size": { type: "string", default: "500" },
+  duplicates: { type: "string", default: "0" },
+  reorder: { type: "string", default: "0" },
+  late: { type: "string", default: "0" },
+  "late-seconds": { type: "string", default: "30" },
+  "month-boundary": { type: "boolean", default: false },
+  "mean-bytes": { type: "string", default: "1500000" },
+  "first-line": { type: "string", default: "1" },
+  topic: { type: "string", default: TOPICS.usageEvents },
+});
 
-let args: ReturnType<typeof parse>;
-function parse() {
-  return parseArgs({
-    options: {
-      lines: { type: "string", default: "100000" },
-      interval: { type: "string", default: "5" },
-      seconds: { type: "string", default: "60" },
-      mode: { type: "string", default: "batch" },
-      "batch-size": { type: "string", default: "500" },
-      duplicates: { type: "string", default: "0" },
-      reorder: { type: "string", default: "0" },
-      late: { type: "string", default: "0" },
-      "late-seconds": { type: "string", default: "30" },
-      "month-boundary": { type: "boolean", default: false },
-      "mean-bytes": { type: "string", default: "1500000" },
-      "first-line": { type: "string", default: "1" },
-      topic: { type: "string", default: TOPICS.usageEvents },
-      partitions: { type: "string" },
-      help: { type: "boolean", default: false },
-    },
-    strict: true,
-  }).values;
-}
-try {
-  args = parse();
-} catch (e) {
-  fail((e as Error).message);
-}
-if (args.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-
-/** A number flag within [min, max] (integers only when `int`). */
-function num(name: keyof typeof args, min: number, max: number, int = true): number {
-  const raw = String(args[name]);
-  const v = Number(raw);
-  if (!Number.isFinite(v) || v < min || v > max || (int && !Number.isInteger(v))) {
-    fail(`--${name} must be ${int ? "an integer" : "a number"} from ${min} to ${max} (got ${JSON.stringify(raw)})`);
-  }
-  return v;
-}
-
-const mode = args.mode;
-if (mode !== "single" && mode !== "batch") fail(`--mode must be single or batch (got ${JSON.stringify(mode)})`);
+const mode = args.mode === "single" || args.mode === "batch" ? args.mode : undefined;
+if (!mode) fail(`--mode must be single or batch (got ${JSON.stringify(args.mode)})`);
 const timeZone = process.env.TIME_ZONE ?? "Asia/Seoul";
 const clock = new MonthClock(timeZone);
 
@@ -96,7 +68,7 @@ const options: GeneratorOptions = {
   lines: num("lines", 1, 10_000_000),
   intervalS: num("interval", 0.01, 3_600, false),
   seconds,
-  mode,
+  mode: mode as "single" | "batch",
   batchSize: num("batch-size", 1, 10_000),
   duplicates: num("duplicates", 0, 1, false),
   reorder: num("reorder", 0, 1, false),

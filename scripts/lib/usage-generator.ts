@@ -11,6 +11,7 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, Partitioners, type Producer } from "kafkajs";
 import { type UsageEvent, UsageEventBatchSchema, UsageEventSchema } from "../../gen/telco/usage/v1/events_pb.js";
 import { MESSAGE_TYPE_HEADER } from "../../services/kit/src/kafka.js";
+import { mulberry32 } from "./random.js";
 
 export interface GeneratorOptions {
   producer: Producer;
@@ -265,15 +266,4 @@ export class UsageGenerator {
     const seconds = (Date.now() - started) / 1000;
     return { events, records, duplicates, seconds, eventsPerS: events / seconds, bytes };
   }
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
 }

@@ -16,16 +16,21 @@ export function createRedis(url: string, logger: Logger, name: string, extra: Re
     retryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
     ...extra,
   });
+  logStateChanges(redis, log, "redis");
+  return redis;
+}
+
+/** Logs connection trouble once when it starts and once when it is over (not at every retry). */
+function logStateChanges(client: Redis | Cluster, log: Logger, what: string): void {
   let down = false;
-  redis.on("error", (err) => {
-    if (!down) log.warn({ err: err.message }, "redis connection problem");
+  client.on("error", (err: Error) => {
+    if (!down) log.warn({ err: err.message }, `${what} connection problem`);
     down = true;
   });
-  redis.on("ready", () => {
-    if (down) log.info("redis connection restored");
+  client.on("ready", () => {
+    if (down) log.info(`${what} connection restored`);
     down = false;
   });
-  return redis;
 }
 
 /** Waits until the client is ready or fails with a clear message naming the address. */
@@ -69,15 +74,7 @@ export function createRedisClient(url: string, clusterNodes: string[], logger: L
       clusterRetryStrategy: (attempt) => Math.min(attempt * 200, 2_000),
     },
   );
-  let down = false;
-  cluster.on("error", (err) => {
-    if (!down) log.warn({ err: err.message }, "redis cluster connection problem");
-    down = true;
-  });
-  cluster.on("ready", () => {
-    if (down) log.info("redis cluster connection restored");
-    down = false;
-  });
+  logStateChanges(cluster, log, "redis cluster");
   return cluster;
 }
 

@@ -8,30 +8,20 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { create, fromBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { Consumer, KafkaMessage } from "kafkajs";
+import type { KafkaMessage } from "kafkajs";
 import { UsageEventBatchSchema, UsageEventSchema } from "../../../gen/telco/usage/v1/events_pb.js";
 import { eventually, unique } from "../../../test/support/env.js";
-import { DLQ, dlqTopic, encodeRecord, headerString, MESSAGE_TYPE_HEADER } from "../../kit/src/kafka.js";
+import { DLQ, encodeRecord, headerString, MESSAGE_TYPE_HEADER } from "../../kit/src/kafka.js";
 import { BATCH_INDEX_HEADER } from "../src/aggregator.js";
 import { Harness } from "./harness.js";
 
 describe("usage.events dead letters", () => {
   const h = new Harness("standalone");
-  const dead: KafkaMessage[] = [];
-  let reader: Consumer | undefined;
+  const dead = h.dead;
   before(async () => {
     await h.start();
-    reader = h.kafka.consumer({ groupId: unique("dlq-reader") });
-    await reader.connect();
-    await reader.subscribe({ topic: dlqTopic(h.topics.usage), fromBeginning: true });
-    await reader.run({
-      eachMessage: async ({ message }) => {
-        dead.push(message);
-      },
-    });
+    await h.readDeadLetters();
   });
-  // Registered here, not inside before(): an after() called in a hook ends with that hook.
-  after(() => reader?.disconnect());
   after(() => h.stop());
 
   it("dead-letters each bad record or event with its reason and keeps counting", async () => {

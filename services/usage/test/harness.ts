@@ -1,6 +1,6 @@
 import { create, fromBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
-import type { Admin, Consumer, Kafka, Message, Producer } from "kafkajs";
+import type { Admin, Consumer, Kafka, KafkaMessage, Message, Producer } from "kafkajs";
 import { DomainEventSchema } from "../../../gen/telco/domain/v1/events_pb.js";
 import { NotificationRequestSchema } from "../../../gen/telco/message/v1/events_pb.js";
 import { UsageEventBatchSchema, UsageEventSchema } from "../../../gen/telco/usage/v1/events_pb.js";
@@ -119,7 +119,25 @@ export class Harness {
     await this.pipeline.start();
   }
 
+  /** Records of the usage topic's dead-letter topic, as they arrive (see readDeadLetters). */
+  readonly dead: KafkaMessage[] = [];
+  private deadReader: Consumer | undefined;
+
+  /** Starts collecting the usage topic's dead letters into `dead`. */
+  async readDeadLetters(): Promise<void> {
+    const c = this.kafka.consumer({ groupId: unique("dlq-reader") });
+    this.deadReader = c;
+    await c.connect();
+    await c.subscribe({ topic: dlqTopic(this.topics.usage), fromBeginning: true });
+    await c.run({
+      eachMessage: async ({ message }) => {
+        this.dead.push(message);
+      },
+    });
+  }
+
   async stop(): Promise<void> {
+    await this.deadReader?.disconnect();
     await this.pipeline?.stop();
     await this.collector?.disconnect();
     await this.producer?.disconnect();

@@ -8,27 +8,17 @@
 
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Consumer, KafkaMessage } from "kafkajs";
 import { eventually, sleep, unique } from "../../../test/support/env.js";
-import { DLQ, dlqTopic, headerString } from "../../kit/src/kafka.js";
+import { DLQ, headerString } from "../../kit/src/kafka.js";
 import { type Ev, Harness } from "./harness.js";
 
 describe("usage.events redelivered", () => {
   const h = new Harness("standalone");
-  const dead: KafkaMessage[] = [];
-  let reader: Consumer | undefined;
+  const dead = h.dead;
   before(async () => {
     await h.start();
-    reader = h.kafka.consumer({ groupId: unique("dlq-reader") });
-    await reader.connect();
-    await reader.subscribe({ topic: dlqTopic(h.topics.usage), fromBeginning: true });
-    await reader.run({
-      eachMessage: async ({ message }) => {
-        dead.push(message);
-      },
-    });
+    await h.readDeadLetters();
   });
-  after(() => reader?.disconnect());
   after(() => h.stop());
 
   const deadOf = (line: string) => dead.filter((d) => d.key?.toString() === line);
