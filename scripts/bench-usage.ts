@@ -153,7 +153,7 @@ async function main() {
   for (let from = 1; from <= LINES; from += 20_000) {
     const updates = [];
     for (let n = from; n < Math.min(LINES + 1, from + 20_000); n++) {
-      updates.push({ sid: lineId(n), mode: "current" as const, lineSequence: 1n, quotaBytes: BigInt(quotaOf(n)) });
+      updates.push({ sid: lineId(n), mode: "plan" as const, lineSequence: 1n, quotaBytes: BigInt(quotaOf(n)) });
     }
     await store.setQuotas(updates);
   }

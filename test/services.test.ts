@@ -53,6 +53,13 @@ function importsFirst(files: FileDescriptorProto[]): FileDescriptorProto[] {
 }
 const GiB = 1024n ** 3n;
 
+/** "YYYY-MM" now in the carrier's time zone. */
+const thisMonth = () => usageStore(units.redis).clock.monthOf(Date.now()).label;
+
+/** A line the usage unit knows, as the domain unit's activation event would make it. */
+const known = (line: string) =>
+  usageStore(units.redis).setQuotas([{ sid: line, mode: "plan", lineSequence: 1n, quotaBytes: 0n }]);
+
 before(async () => {
   staff = await tokenFor("operator");
   units = await startUnits();
@@ -65,10 +72,11 @@ describe("usage unit", () => {
   it("sets and reads a line's quota over gRPC, Connect (HTTP/1.1 and HTTP/2) and gRPC-Web", async () => {
     for (const [protocol, client] of clients(UsageService, units.at.usage.url, staff)) {
       const line = unique(`line-${protocol}`);
+      await known(line);
       const quota = 8n * GiB + BigInt(protocol.length); // distinct per protocol
       const set = await client.setLineQuota({ subscriptionId: line, quotaBytes: quota });
       assert.equal(set.quotaBytes, quota, protocol);
-      const got = await client.getLineUsage({ subscriptionId: line, month: "2026-11" });
+      const got = await client.getLineUsage({ subscriptionId: line, month: thisMonth() });
       assert.equal(got.quotaBytes, quota, protocol);
       assert.equal(got.usedBytes, 0n, protocol);
       assert.equal(got.quotaKnown, true, protocol);
@@ -82,7 +90,7 @@ describe("usage unit", () => {
     ];
     const line = unique("line");
     const store = usageStore(units.redis);
-    await store.setQuotas([{ sid: line, mode: "current", lineSequence: 1n, quotaBytes: 10n * GiB }]);
+    await store.setQuotas([{ sid: line, mode: "plan", lineSequence: 1n, quotaBytes: 10n * GiB }]);
     const month = store.clock.monthOf(Date.now());
     await store.apply([{ sid: line, seq: 1, bytes: Number(9n * GiB), month, traceparent: "" }]);
     const got = await client.getLineUsage({ subscriptionId: line, month: month.label });
@@ -106,7 +114,8 @@ describe("usage unit", () => {
       fieldViolations(quotaErr).map((v) => v.field),
       ["quota_bytes"],
     );
-    await rejects(client.getLineUsage({ subscriptionId: unique("nobody"), month: "2026-11" }), Code.NotFound);
+    await rejects(client.getLineUsage({ subscriptionId: unique("nobody"), month: thisMonth() }), Code.NotFound);
+    await rejects(client.setLineQuota({ subscriptionId: unique("nobody"), quotaBytes: 1n }), Code.NotFound);
   });
 });
 
@@ -293,10 +302,11 @@ describe("stock @grpc/grpc-js clients built from the .proto files", () => {
       staff,
     );
     const line = unique("grpcjs");
+    await known(line);
     await usage.call("SetLineQuota", { subscription_id: line, quota_bytes: "1000" });
     const u = await usage.call<{ quota_bytes: string; quota_known: boolean }>("GetLineUsage", {
       subscription_id: line,
-      month: "2026-11",
+      month: thisMonth(),
     });
     assert.equal(u.quota_bytes, "1000");
     assert.equal(u.quota_known, true);
@@ -503,6 +513,8 @@ describe("authentication and roles", () => {
     const mine = unique("mine");
     const theirs = unique("theirs");
     const admin = grpcClient(UsageService, units.at.usage.url, staff);
+    await known(mine);
+    await known(theirs);
     await admin.setLineQuota({ subscriptionId: mine, quotaBytes: 100n });
     await admin.setLineQuota({ subscriptionId: theirs, quotaBytes: 100n });
     const subscriber = createClient(
@@ -512,7 +524,7 @@ describe("authentication and roles", () => {
         interceptors: [bearer(await tokenFor("subscriber", [mine]))],
       }),
     );
-    assert.equal((await subscriber.getLineUsage({ subscriptionId: mine, month: "2026-11" })).quotaBytes, 100n);
-    await rejects(subscriber.getLineUsage({ subscriptionId: theirs, month: "2026-11" }), Code.PermissionDenied);
+    assert.equal((await subscriber.getLineUsage({ subscriptionId: mine, month: thisMonth() })).quotaBytes, 100n);
+    await rejects(subscriber.getLineUsage({ subscriptionId: theirs, month: thisMonth() }), Code.PermissionDenied);
   });
 });

@@ -215,7 +215,7 @@ export interface ProtoConsumerOptions<Desc extends DescMessage, T = MessageShape
 interface Job {
   /** The batch's first offset. */
   first: string;
-  /** Settles once the batch is handled and its offset committed (or it or an earlier one failed). */
+  /** Settles (never rejects) once the batch is handled and committed, or will be read again. */
   committed: Promise<void>;
 }
 
@@ -239,6 +239,9 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
   private readonly jobs = new Map<number, Job[]>();
   /** Partitions read again from this offset after a failed batch (until a batch from there arrives). */
   private readonly rewound = new Map<number, string>();
+  /** Per partition, which read of it this is: a rewind or a rebalance starts another. */
+  private readonly reads = new Map<number, number>();
+  private stopping = false;
 
   constructor(private readonly o: ProtoConsumerOptions<Desc, T>) {
     this.consumer = o.kafka.consumer({
@@ -249,6 +252,14 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
       ...o.fetch,
     });
     this.log = o.logger.child({ component: "consumer", topic: o.topic, group: o.groupId });
+    // After a rebalance every partition is read from its committed offset again: batches of the
+    // earlier read still in work must not commit, and no earlier rewind holds any more.
+    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+      for (const p of new Set([...this.jobs.keys(), ...this.rewound.keys()])) {
+        this.reads.set(p, (this.reads.get(p) ?? 0) + 1);
+      }
+      this.rewound.clear();
+    });
   }
 
   async start(): Promise<void> {
@@ -318,49 +329,56 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
       await heartbeat();
       return;
     }
-    // Pipelined: the batch is handled and committed after the ones before it, while kafkajs goes on.
+    // Pipelined: the batch is handled at once, and committed after the ones before it, while
+    // kafkajs goes on. A batch whose work fails rewinds the partition to it: it and every batch
+    // read after it (an older "read" of the partition) are never committed, and are read again.
+    const p = batch.partition;
     const first = batch.firstOffset() ?? batch.messages[0]?.offset ?? "0";
-    const rewoundTo = this.rewound.get(batch.partition);
+    const rewoundTo = this.rewound.get(p);
     if (rewoundTo !== undefined) {
       // After a failure, only a batch that reads the failed one again may go on.
       if (BigInt(first) > BigInt(rewoundTo)) return;
-      this.rewound.delete(batch.partition);
+      this.rewound.delete(p);
     }
-    const queue = this.jobs.get(batch.partition) ?? [];
-    this.jobs.set(batch.partition, queue);
+    if (this.stopping) return;
+    const queue = this.jobs.get(p) ?? [];
+    this.jobs.set(p, queue);
     const before = queue[queue.length - 1]?.committed;
+    const read = this.reads.get(p) ?? 0;
     const work = handleAndDeadLetter();
-    // Handled below, once the earlier batches are done; not an unhandled rejection meanwhile.
+    // Looked at below, once the earlier batches are done; not an unhandled rejection meanwhile.
     void work.catch(() => {});
     const job: Job = {
       first,
       committed: (async () => {
-        const earlier = await before?.then(
-          () => undefined,
-          (e: unknown) => e ?? new Error("an earlier batch failed"),
-        );
+        await before; // never rejects: commits keep their order
         try {
           await work;
         } catch (e) {
-          if (earlier === undefined) this.rewind(batch.topic, batch.partition, first, e);
-          throw e;
+          // A batch of a read already superseded is read again with it; only the current read rewinds.
+          if ((this.reads.get(p) ?? 0) === read) this.rewind(batch.topic, p, first, e);
+          return;
         }
-        if (earlier !== undefined) throw earlier;
-        await commit();
+        // A failure before it (or a rebalance) started another read of the partition.
+        if ((this.reads.get(p) ?? 0) !== read) return;
+        try {
+          await commit();
+        } catch (e) {
+          // Not a loss: a later batch's commit covers this one, or the group's next owner reads it again.
+          this.log.warn({ partition: p, offset: next, err: (e as Error).message }, "offset commit failed");
+        }
       })(),
     };
     queue.push(job);
-    void job.committed
-      .catch(() => {})
-      .finally(() => {
-        const i = queue.indexOf(job);
-        if (i >= 0) queue.splice(i, 1);
-      });
+    void job.committed.finally(() => {
+      const i = queue.indexOf(job);
+      if (i >= 0) queue.splice(i, 1);
+    });
     resolveOffset(last);
     if (queue.length >= (this.o.pipeline ?? 1)) {
       const beat = setInterval(() => heartbeat().catch(() => {}), 3_000);
       try {
-        while (queue.length >= (this.o.pipeline ?? 1)) await (queue[0] as Job).committed.catch(() => {});
+        while (queue.length >= (this.o.pipeline ?? 1)) await (queue[0] as Job).committed;
       } finally {
         clearInterval(beat);
       }
@@ -368,16 +386,18 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
     await heartbeat();
   }
 
-  /** A batch failed: read the partition again from it (the batches after it are not committed). */
+  /** A batch failed: read the partition again from the earliest failed batch (none after it is committed). */
   private rewind(topic: string, partition: number, offset: string, err: unknown): void {
     const earlier = this.rewound.get(partition);
-    if (earlier === undefined || BigInt(offset) < BigInt(earlier)) this.rewound.set(partition, offset);
+    const to = earlier !== undefined && BigInt(earlier) < BigInt(offset) ? earlier : offset;
+    this.rewound.set(partition, to);
+    this.reads.set(partition, (this.reads.get(partition) ?? 0) + 1);
     this.log.warn(
-      { partition, offset, err: (err as Error)?.message },
+      { partition, offset: to, err: (err as Error)?.message },
       "batch failed; reading the partition again from it",
     );
     try {
-      this.consumer.seek({ topic, partition, offset });
+      this.consumer.seek({ topic, partition, offset: to });
     } catch (e) {
       // Not ours any more (a rebalance): its new owner starts from the last committed offset.
       this.log.debug({ partition, err: (e as Error).message }, "seek after a failed batch not possible");
@@ -415,12 +435,19 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
    */
   async stop(): Promise<void> {
     if ((this.o.pipeline ?? 1) > 1) {
+      this.stopping = true;
       try {
         this.consumer.pause([{ topic: this.o.topic }]);
       } catch {
         // Not running yet.
       }
-      await Promise.allSettled([...this.jobs.values()].flatMap((q) => q.map((j) => j.committed)));
+      // Until no batch is in work (one handed over just before the pause included).
+      for (let settled = 0; settled < 2; ) {
+        const all = [...this.jobs.values()].flat();
+        await Promise.all(all.map((j) => j.committed));
+        settled = all.length === 0 ? settled + 1 : 0;
+        await new Promise((r) => setTimeout(r, 50));
+      }
     }
     await this.consumer.disconnect();
   }

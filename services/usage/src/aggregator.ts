@@ -93,7 +93,10 @@ export class Aggregator {
       }
       const traceparent = record.headers.traceparent ?? "";
       const offset = Number(record.offset);
-      const ts = Number(record.timestamp);
+      // The record's timestamp only guards replays against a re-made topic (see the script); one
+      // out of range (a producer's clock, or -1 for none) must not make the whole call fail.
+      const stamp = Number(record.timestamp);
+      const ts = Number.isFinite(stamp) && stamp >= 0 && stamp <= 1e15 ? Math.floor(stamp) : 0;
       for (let index = 0; index < events.length; index++) {
         const event = events[index] as WireEvent;
         const c = this.checker.check(event, batch ? undefined : record.key, now);

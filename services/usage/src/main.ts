@@ -77,8 +77,18 @@ await runUnit({
         const domain = unitClient(SubscriptionService, config.DOMAIN_URL, tokens);
         const stop = new AbortController();
         lifecycle.onShutdown("drain", "quota-load", async () => stop.abort());
-        const load = () =>
-          loadQuotas({ domain, store, redis, logger, onAlerts: pipeline.onAlerts, signal: stop.signal });
+        // One full load at a time: a ReloadQuotas during one waits for it.
+        let loading: Promise<number> | undefined;
+        const load = () => {
+          loading ??= loadQuotas({ domain, store, redis, logger, onAlerts: pipeline.onAlerts, signal: stop.signal });
+          const current = loading;
+          void current
+            .finally(() => {
+              if (loading === current) loading = undefined;
+            })
+            .catch(() => {});
+          return current;
+        };
         reloadQuotas = load;
         const wanted =
           config.USAGE_QUOTA_LOAD === "always" ||

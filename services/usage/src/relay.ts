@@ -13,6 +13,11 @@ import type { RedisClient } from "../../kit/src/redis.js";
 import { TOPICS } from "../../kit/src/topics.js";
 import type { Layout } from "./redis/store.js";
 
+/** How long a relay holds an outbox's lease at most: a publication takes far less; one that takes longer may be repeated by another relay (same ids). */
+const LEASE_MS = 15_000;
+/** Releases a lease only when this relay still holds it. */
+const RELEASE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0";
+
 export interface RelayStats {
   published: number;
   sweeps: number;
@@ -44,6 +49,8 @@ export class OutboxRelay {
   private readonly again = new Set<number>();
   private readonly log: Logger;
   private readonly topic: string;
+  /** This relay's name in the leases it takes. */
+  private readonly id = randomBytes(8).toString("hex");
 
   constructor(private readonly o: RelayOptions) {
     this.log = o.logger.child({ component: "outbox-relay" });
@@ -102,6 +109,18 @@ export class OutboxRelay {
 
   private async publish(g: number): Promise<void> {
     const key = this.o.layout.outboxKey(g);
+    // One relay at a time per outbox (every usage process may run one): the lease outlives a
+    // publication with its retries; a relay that dies holding it is replaced when it runs out.
+    const lease = this.o.layout.relayLeaseKey(g);
+    if ((await this.o.redis.set(lease, this.id, "PX", LEASE_MS, "NX")) !== "OK") return;
+    try {
+      await this.publishHeld(key);
+    } finally {
+      await this.o.redis.eval(RELEASE, 1, lease, this.id).catch(() => {});
+    }
+  }
+
+  private async publishHeld(key: string): Promise<void> {
     const entries = await this.o.redis.hgetall(key);
     const ids = Object.keys(entries);
     if (ids.length === 0) return;

@@ -10,7 +10,8 @@ export const services = [UsageService];
 /** Roles per method; the request gate enforces it before a body is read. */
 export const policy: Policy = {
   GetLineUsage: EVERYONE,
-  SetLineQuota: ["admin", "operator", "service"],
+  // An operator's override (customer care); the domain unit's plans reach the unit as events.
+  SetLineQuota: ["admin", "operator"],
   GetLineUsageHistory: EVERYONE,
   WatchLineUsage: EVERYONE,
   ListTopLines: STAFF,

@@ -57,7 +57,7 @@ describe("usage counting under SIGKILL", () => {
     await h.store.setQuotas(
       lines.map((sid, i) => ({
         sid,
-        mode: "current" as const,
+        mode: "plan" as const,
         lineSequence: 1n,
         quotaBytes: BigInt(quotas[i] as number),
       })),

@@ -164,7 +164,8 @@ for (const kind of ["standalone", "cluster"] as RedisKind[]) {
                     effectiveFrom: timestampFromMs(Date.now()),
                   },
                 });
-                models[i]?.setQuota(spec.newQuota);
+                // From this month on: last month keeps the quota it had.
+                models[i]?.setQuota(spec.newQuota, month.label);
               }
             }
             await h.idle();

@@ -9,8 +9,9 @@ const LEVELS = [50, 80, 100] as const;
 export class LineModel {
   /** Per month label: used bytes, levels done (bitmask), sequence numbers seen. */
   readonly months = new Map<string, { used: number; done: number; seen: Set<number>; hi: number }>();
-  /** undefined = unknown; 0 = unlimited. */
-  quota: number | undefined;
+  /** The quota before any change (undefined = unknown; 0 = unlimited), then changes from a month on. */
+  private q0: number | undefined;
+  private readonly changes: { from: string; quota: number }[] = [];
   readonly alerts: string[] = [];
   stale = 0;
 
@@ -39,14 +40,33 @@ export class LineModel {
     this.evaluate(label);
   }
 
-  setQuota(quota: number): void {
-    this.quota = quota;
-    for (const label of this.months.keys()) this.evaluate(label);
+  /**
+   * A quota from month `from` ("YYYY-MM") on (earlier months keep theirs); the first quota heard
+   * of applies to every month. Months whose quota changes are evaluated again.
+   */
+  setQuota(quota: number, from?: string): void {
+    const before = new Map([...this.months.keys()].map((l) => [l, this.quotaOf(l)]));
+    if (this.q0 === undefined && this.changes.length === 0) this.q0 = quota;
+    else if (from === undefined) {
+      this.q0 = quota;
+      this.changes.length = 0;
+    } else {
+      const keep = this.changes.filter((c) => c.from < from);
+      this.changes.length = 0;
+      this.changes.push(...keep, { from, quota });
+    }
+    for (const label of this.months.keys()) if (this.quotaOf(label) !== before.get(label)) this.evaluate(label);
+  }
+
+  quotaOf(label: string): number | undefined {
+    let q = this.q0;
+    for (const c of this.changes) if (label >= c.from) q = c.quota;
+    return q;
   }
 
   private evaluate(label: string): void {
     const m = this.month(label);
-    const q = this.quota;
+    const q = this.quotaOf(label);
     if (q === undefined || q <= 0) return;
     let level: number | undefined;
     for (let i = LEVELS.length - 1; i >= 0; i--) {

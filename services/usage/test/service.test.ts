@@ -173,7 +173,7 @@ describe("usage unit with the domain unit", () => {
 
   it("streams a line's usage as it changes", async () => {
     const line = unique("watch");
-    await h.store.setQuotas([{ sid: line, mode: "current", lineSequence: 1n, quotaBytes: 1000n }]);
+    await h.store.setQuotas([{ sid: line, mode: "plan", lineSequence: 1n, quotaBytes: 1000n }]);
     const stop = new AbortController();
     const seen: bigint[] = [];
     const watching = (async () => {
@@ -248,7 +248,7 @@ describe("usage unit with the domain unit", () => {
     );
     await bad(usage.getLineUsageHistory({ subscriptionId: "a b" }), ["subscription_id", "from", "to"]);
     const mine = unique("mine");
-    await h.store.setQuotas([{ sid: mine, mode: "current", lineSequence: 1n, quotaBytes: 1000n }]);
+    await h.store.setQuotas([{ sid: mine, mode: "plan", lineSequence: 1n, quotaBytes: 1000n }]);
     const subscriber = createClient(
       UsageService,
       createGrpcTransport({ baseUrl: usageUrl, interceptors: [bearer(await tokenFor("subscriber", [mine]))] }),

@@ -157,7 +157,8 @@ export type GetLineUsageHistoryRequest = Message<"telco.usage.v1.GetLineUsageHis
   subscriptionId: string;
 
   /**
-   * Start of the range (inclusive). Required.
+   * Start of the range (inclusive), taken down to the 5-minute grid the series is stored at;
+   * the steps start there. Required.
    *
    * @generated from field: google.protobuf.Timestamp from = 2;
    */
@@ -171,8 +172,8 @@ export type GetLineUsageHistoryRequest = Message<"telco.usage.v1.GetLineUsageHis
   to?: Timestamp | undefined;
 
   /**
-   * Width of each point: a whole number of minutes, at least 5 (the stored resolution); at most
-   * 2000 points per answer. Unset = 1 hour.
+   * Width of each point: a multiple of 5 minutes (the stored resolution); at most 2000 points
+   * per answer. Unset = 1 hour.
    *
    * @generated from field: google.protobuf.Duration step = 4;
    */
@@ -436,7 +437,8 @@ export const UsageService: GenService<{
     output: typeof GetLineUsageResponseSchema;
   },
   /**
-   * Sets a line's monthly quota (operator override; the domain unit's plan quota otherwise).
+   * Sets a line's quota from this month on (an operator's override of the domain unit's plan,
+   * until the plan changes again); the month is evaluated against it. Unknown line: NOT_FOUND.
    *
    * @generated from rpc telco.usage.v1.UsageService.SetLineQuota
    */

@@ -47,9 +47,14 @@ export interface UsageServiceDeps {
   reloadQuotas?: () => Promise<number>;
   /** How often WatchLineUsage looks for a change. */
   watchIntervalMs?: number;
+  /** WatchLineUsage streams one instance serves at once (default 1000). */
+  maxWatches?: number;
 }
 
 export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
+  /** WatchLineUsage streams open now (each polls Redis). */
+  private watches = 0;
+
   constructor(private readonly d: UsageServiceDeps) {}
 
   private get store() {
@@ -73,9 +78,9 @@ export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
     v.check(ID_RE.test(req.subscriptionId), "subscription_id", LINE_RULE);
     v.check(req.quotaBytes <= MAX_QUOTA, "quota_bytes", `must be at most ${MAX_QUOTA} (64 TiB); 0 means unlimited`);
     v.throwIfAny();
-    // A line the usage unit has not heard of yet may still be one the domain unit just created:
-    // the override is kept and applies to its usage from now on.
     const before = await this.store.get(req.subscriptionId, this.store.clock.monthOf(Date.now()));
+    // The usage unit knows a line from its quota (the domain unit's events) or its usage.
+    if (before.unknown) throw notFound(`line ${req.subscriptionId}`);
     if (before.terminated) {
       throw new ConnectError(`line ${req.subscriptionId} is terminated`, Code.FailedPrecondition);
     }
@@ -97,12 +102,22 @@ export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
       v.check(to - from <= 400 * 24 * 60 * MINUTE, "to", "at most 400 days after from");
     }
     const step = req.step ? durationMs(req.step) : 60 * MINUTE;
-    v.check(step >= 5 * MINUTE && step % MINUTE === 0, "step", "a whole number of minutes, at least 5");
+    v.check(
+      step >= 5 * MINUTE && step % (5 * MINUTE) === 0,
+      "step",
+      "a whole multiple of 5 minutes (the stored resolution)",
+    );
     if (v.empty && (to - from) / step > 2_000) v.add("step", "too small for the range: at most 2000 points per answer");
     v.throwIfAny();
     assertLineAccess(principalOf(ctx), req.subscriptionId);
     if (!this.d.history) throw new ConnectError("usage history is not available here", Code.Unavailable);
-    const points = await this.d.history.lineHistory(req.subscriptionId, from, to, step);
+    // Steps start at `from` on the 5-minute grid the series is stored at.
+    const start = from - (from % (5 * MINUTE));
+    const points = await this.d.history.lineHistory(req.subscriptionId, start, to, step);
+    if (points.length === 0) {
+      const known = await this.store.get(req.subscriptionId, this.store.clock.monthOf(Date.now()));
+      if (known.unknown) throw notFound(`line ${req.subscriptionId}`);
+    }
     return create(GetLineUsageHistoryResponseSchema, {
       subscriptionId: req.subscriptionId,
       step: durationFromMs(step),
@@ -115,6 +130,22 @@ export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
     v.check(ID_RE.test(req.subscriptionId), "subscription_id", LINE_RULE);
     v.throwIfAny();
     assertLineAccess(principalOf(ctx), req.subscriptionId);
+    const max = this.d.maxWatches ?? 1_000;
+    if (this.watches >= max) {
+      throw new ConnectError(
+        `at most ${max} usage streams at once on this instance; try again later`,
+        Code.ResourceExhausted,
+      );
+    }
+    this.watches += 1;
+    try {
+      yield* this.watch(req, ctx);
+    } finally {
+      this.watches -= 1;
+    }
+  }
+
+  private async *watch(req: WatchLineUsageRequest, ctx: HandlerContext) {
     const interval = this.d.watchIntervalMs ?? 500;
     let last = "";
     let first = true;

@@ -12,9 +12,12 @@
  *  - quota: the quota in force for the month, copied from the quota field when the line's first
  *    event of the month counts and rewritten by every quota change (-2 not known yet, -1
  *    terminated, 0 unlimited), so that counting reads one hash per bucket, not two.
- * Per line one quota field holds "quota|line_sequence" or "quota|line_sequence|fromYYYYMM|next":
- * quota -1 is a terminated line (no alerts), -2 not known yet, 0 unlimited (no alerts); `next` applies to months
- * from `fromYYYYMM` on (a plan change made for next month). No field = quota not known yet.
+ * Per line one quota field holds the line's quota by month over the months still open:
+ * "line_sequence|kind|q0" then "|fromYYYYMM|q" pairs in ascending months: q0 applies before the
+ * first pair's month, each q from its month on (a plan changed this month leaves last month's
+ * quota to last month; a plan for next month waits for it). kind: 'p' as the domain unit's plan
+ * says, 'o' an operator's override (kept until the plan changes again). A quota of -1 is a
+ * terminated line (no alerts), -2 not known yet, 0 unlimited (no alerts). No field = not known.
  * The outbox hash maps a notification's deterministic id to "used|quota|requested_ms|traceparent".
  */
 
@@ -40,17 +43,37 @@ end
 local function parseQuota(s)
   if not s then return nil end
   local t = {}
-  for part in string.gmatch(s, '[^|]+') do t[#t + 1] = tonumber(part) end
-  return {q = t[1], seq = t[2] or 0, from = t[3], nq = t[4]}
+  for part in string.gmatch(s, '[^|]+') do t[#t + 1] = part end
+  local qt = {seq = tonumber(t[1]) or 0, kind = t[2] or 'p', q0 = tonumber(t[3]) or -2, ch = {}}
+  for i = 4, #t - 1, 2 do qt.ch[#qt.ch + 1] = {tonumber(t[i]), tonumber(t[i + 1])} end
+  return qt
 end
 local function fmtQuota(qt)
-  if qt.from then return n(qt.q) .. '|' .. n(qt.seq) .. '|' .. n(qt.from) .. '|' .. n(qt.nq) end
-  return n(qt.q) .. '|' .. n(qt.seq)
+  local out = {n(qt.seq), qt.kind, n(qt.q0)}
+  for _, c in ipairs(qt.ch) do out[#out + 1] = n(c[1]); out[#out + 1] = n(c[2]) end
+  return table.concat(out, '|')
 end
 local function quotaIn(qt, ym)
   if not qt then return nil end
-  if qt.from and ym >= qt.from then return qt.nq end
-  return qt.q
+  local q = qt.q0
+  for _, c in ipairs(qt.ch) do if ym >= c[1] then q = c[2] end end
+  return q
+end
+-- The quota becomes q from month 'from' on. What applied before 'from' stays; a change after it
+-- is replaced, unless keepLater (an override this month keeps a plan already made for later).
+-- Changes no open month needs any more (at or before 'oldest') fold into q0.
+local function change(qt, from, q, keepLater, oldest)
+  local out, placed = {}, false
+  for _, c in ipairs(qt.ch) do
+    if c[1] > from and not placed then out[#out + 1] = {from, q}; placed = true end
+    if c[1] < from or (keepLater and c[1] > from) then out[#out + 1] = c end
+  end
+  if not placed then out[#out + 1] = {from, q} end
+  qt.ch = out
+  while #qt.ch > 0 and qt.ch[1][1] <= oldest do
+    qt.q0 = qt.ch[1][2]
+    table.remove(qt.ch, 1)
+  end
 end
 -- Levels crossed at 'used' against quota q; returns the new done-mask and the highest level newly
 -- crossed (nil when none): a jump past several levels alerts the highest and marks all done.
@@ -279,78 +302,85 @@ return out
 `;
 
 /**
- * Sets the quotas of lines of one line group and re-evaluates their open months against them.
+ * Changes the quotas of lines of one line group and re-evaluates their open months against them.
  * KEYS: outbox, qn quota keys, m month keys.
- * ARGV: qn, m, now_ms; m × (label, yyyymm, expire_at_s); then per line
- *   (quota index, month index a, month index b (0 = none), subscription id, mode, line_sequence,
- *    quota, from yyyymm or '', next quota or '', traceparent)
- * Modes: 'current' (a plan in force now; applied when line_sequence is newer than the stored one),
- * 'snapshot' (the same read from the domain unit: applied when not older), 'pending' (a plan from a
- * later month; keeps the current quota), 'terminate' (no more alerts), 'override' (an operator's
- * quota: applied always, keeps the stored sequence and any pending plan).
+ * ARGV: qn, m, now_ms, oldest open yyyymm, current yyyymm; m × (label, yyyymm, expire_at_s);
+ *   then per line (quota index, month indices of up to three open months (0 = none), subscription
+ *   id, mode, line_sequence, quota, from yyyymm, next from yyyymm or '', next quota or '',
+ *   traceparent).
+ * Modes: 'plan' (the domain unit's plan from 'from' on; applied when line_sequence is newer than
+ * the stored one), 'snapshot' (the plans read from the domain unit: this month's and, if given,
+ * the next one's; applied when not older, but not over an override of the same sequence),
+ * 'terminate' (no alerts from 'from' on), 'override' (an operator's quota for this month on,
+ * keeping a plan already made for later; keeps the stored sequence).
+ * A month is re-evaluated only when its quota changes: the highest level newly crossed is alerted.
  * Returns {applied, alerts}.
  */
 export const SET_QUOTAS = `${PRELUDE}
 local qn, m, now = int(ARGV[1], 1, 100000), int(ARGV[2], 0, 100000), int(ARGV[3], 0, 1e15)
-if not qn or not m or not now or #KEYS ~= 1 + qn + m then
+local oldest, cur = int(ARGV[4], 190001, 999912), int(ARGV[5], 190001, 999912)
+if not qn or not m or not now or not oldest or not cur or #KEYS ~= 1 + qn + m then
   return redis.error_reply('ERR usage quotas: bad header or key count')
 end
 now = n(now)
-local mo = months(4, m, function(i) return KEYS[1 + qn + i] end)
+local mo = months(6, m, function(i) return KEYS[1 + qn + i] end)
 if not mo then return redis.error_reply('ERR usage quotas: bad month arguments') end
-local base = 3 + 3 * m
+local base = 5 + 3 * m
+local F = 12
 local nargs = #ARGV - base
-if nargs <= 0 or nargs % 10 ~= 0 then return redis.error_reply('ERR usage quotas: bad line argument count') end
-local count = nargs / 10
-local MODES = {current = true, snapshot = true, pending = true, terminate = true, override = true}
+if nargs <= 0 or nargs % F ~= 0 then return redis.error_reply('ERR usage quotas: bad line argument count') end
+local count = nargs / F
+local MODES = {plan = true, snapshot = true, terminate = true, override = true}
 for e = 0, count - 1 do
-  local o = base + 10 * e
-  local mode = ARGV[o + 5]
-  local okFrom = ARGV[o + 8] == '' or int(ARGV[o + 8], 190001, 999912)
-  local okNext = ARGV[o + 9] == '' or int(ARGV[o + 9], 0, P[53] - 1)
-  if not int(ARGV[o + 1], 1, qn) or not int(ARGV[o + 2], 0, m) or not int(ARGV[o + 3], 0, m) or ARGV[o + 4] == ''
-    or not MODES[mode] or not int(ARGV[o + 6], 0, P[53] - 1) or not int(ARGV[o + 7], -1, P[53] - 1)
-    or not okFrom or not okNext or ((ARGV[o + 8] == '') ~= (ARGV[o + 9] == '')) then
+  local o = base + F * e
+  local okNext = (ARGV[o + 10] == '' and ARGV[o + 11] == '')
+    or (int(ARGV[o + 10], 190001, 999912) and int(ARGV[o + 11], -1, P[53] - 1))
+  if not int(ARGV[o + 1], 1, qn) or not int(ARGV[o + 2], 0, m) or not int(ARGV[o + 3], 0, m)
+    or not int(ARGV[o + 4], 0, m) or ARGV[o + 5] == '' or not MODES[ARGV[o + 6]]
+    or not int(ARGV[o + 7], 0, P[53] - 1) or not int(ARGV[o + 8], -1, P[53] - 1)
+    or not int(ARGV[o + 9], 190001, 999912) or not okNext then
     return redis.error_reply('ERR usage quotas: bad line ' .. e)
   end
 end
 local applied, alerts = 0, 0
 for e = 0, count - 1 do
-  local o = base + 10 * e
-  local qkey, sid, mode = KEYS[1 + tonumber(ARGV[o + 1])], ARGV[o + 4], ARGV[o + 5]
-  local seq, q, tp = tonumber(ARGV[o + 6]), tonumber(ARGV[o + 7]), ARGV[o + 10]
-  local from, nq = tonumber(ARGV[o + 8]), tonumber(ARGV[o + 9])
+  local o = base + F * e
+  local qkey, sid, mode = KEYS[1 + tonumber(ARGV[o + 1])], ARGV[o + 5], ARGV[o + 6]
+  local seq, q, from, tp = tonumber(ARGV[o + 7]), tonumber(ARGV[o + 8]), tonumber(ARGV[o + 9]), ARGV[o + 12]
+  local nfrom, nq = tonumber(ARGV[o + 10]), tonumber(ARGV[o + 11])
   local old = parseQuota(redis.call('HGET', qkey, sid))
-  local new = nil
+  -- The first quota heard of a line is the best there is for its earlier open months too.
+  local qt = old or {seq = 0, kind = 'p', q0 = mode == 'terminate' and -1 or q, ch = {}}
+  local ok = false
   if mode == 'override' then
-    if old then new = {q = q, seq = old.seq, from = old.from, nq = old.nq} else new = {q = q, seq = 0} end
-  elseif not old or seq > old.seq or (mode == 'snapshot' and seq >= old.seq) then
-    if mode == 'pending' then
-      -- A plan for a later month of a line whose current quota is not known keeps it unknown (-2).
-      new = {q = old and old.q or -2, seq = seq, from = from, nq = nq}
-    elseif mode == 'terminate' then
-      new = {q = -1, seq = seq}
-    else
-      new = {q = q, seq = seq, from = from, nq = nq}
-    end
+    change(qt, cur, q, true, oldest)
+    qt.kind, ok = 'o', true
+  elseif not old or seq > old.seq or (mode == 'snapshot' and seq == old.seq and old.kind ~= 'o') then
+    if mode == 'terminate' then q = -1 end
+    change(qt, from, q, false, oldest)
+    if mode == 'snapshot' and nfrom then change(qt, nfrom, nq, false, oldest) end
+    qt.seq, qt.kind, ok = seq, 'p', true
   end
-  if new then
+  if ok then
     applied = applied + 1
-    redis.call('HSET', qkey, sid, fmtQuota(new))
-    for j = 2, 3 do
+    redis.call('HSET', qkey, sid, fmtQuota(qt))
+    for j = 2, 4 do
       local mi = tonumber(ARGV[o + j])
       if mi > 0 then
         local month = mo[mi]
         local raw = redis.call('HGET', month.key, sid)
         if raw then
           local used, hi, win, al = struct.unpack('<dddB', raw)
-          -- The month's value carries the quota in force for that month (APPLY reads it there).
-          local quota = quotaIn(new, month.ym)
-          local nal, level = evaluate(used, al, quota)
-          redis.call('HSET', month.key, sid, struct.pack('<dddBd', used, hi, win, nal, quota))
-          if level then
-            enqueue(KEYS[1], sid, month.label, level, used, quota, now, tp)
-            alerts = alerts + 1
+          local had = #raw == 33 and select(5, struct.unpack('<dddBd', raw)) or nil
+          local quota = quotaIn(qt, month.ym)
+          -- Only a month whose quota changes is written and re-evaluated.
+          if quota ~= had then
+            local nal, level = evaluate(used, al, quota)
+            redis.call('HSET', month.key, sid, struct.pack('<dddBd', used, hi, win, nal, quota))
+            if level then
+              enqueue(KEYS[1], sid, month.label, level, used, quota, now, tp)
+              alerts = alerts + 1
+            end
           end
         end
       end

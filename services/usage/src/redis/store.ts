@@ -16,6 +16,7 @@ import { APPLY, LEVELS, SET_QUOTAS } from "./scripts.js";
  *   usage:{u<g>}:m:<bucket>:<YYYYMM>  hash  line → packed counters (see scripts.ts)
  *   usage:{u<g>}:q:<bucket>           hash  line → quota
  *   usage:{u<g>}:outbox               hash  notification id → alert, until the relay published it
+ *   usage:{u<g>}:relay                string  the lease of the one relay publishing the outbox
  *   usage:{u<g>}:pos                  hash  "<topic>|<partition>" → last position applied (offset:index:timestamp)
  *   usage:{u<g>}:stale                hash  positions dead-lettered as too late (7 days)
  *   usage:layout                      the bucket and group counts the data was written with
@@ -49,6 +50,11 @@ export class Layout {
 
   outboxKey(group: number): string {
     return `usage:{u${group}}:outbox`;
+  }
+
+  /** Held by the one relay publishing the group's outbox. */
+  relayLeaseKey(group: number): string {
+    return `usage:{u${group}}:relay`;
   }
 
   positionKey(group: number): string {
@@ -109,16 +115,24 @@ export interface ApplyResult {
   alertGroups: number[];
 }
 
-export type QuotaMode = "current" | "snapshot" | "pending" | "terminate" | "override";
+export type QuotaMode = "plan" | "snapshot" | "terminate" | "override";
 
 export interface QuotaUpdate {
   sid: string;
+  /**
+   * plan: the domain unit's plan from `from` on (applied when lineSequence is newer than the
+   * stored one); snapshot: the plan read from the domain unit for this month and, in `next`, a plan
+   * made for later (applied when not older, but not over an operator's override of the same
+   * sequence); terminate: no alerts from `from` on; override: an operator's quota for this month on.
+   */
   mode: QuotaMode;
   /** The line's domain event sequence (ignored for overrides). */
   lineSequence: bigint;
-  /** Bytes; 0 = unlimited. Ignored for "terminate" and, when the line's quota is known, "pending". */
+  /** Bytes; 0 = unlimited. Ignored for "terminate". */
   quotaBytes: bigint;
-  /** For "pending" (and snapshots with a plan change ahead): the month the next quota applies from. */
+  /** The first month the change applies to: plan and terminate (default: this month). */
+  from?: Month;
+  /** For snapshots: a plan made for a later month. */
   next?: { from: Month; quotaBytes: bigint };
   traceparent?: string;
 }
@@ -153,8 +167,11 @@ export class UsageStore {
   private readonly quotas_: Script;
   private readonly now: () => number;
   private readonly topCache = new Map<number, { at: number; lines: { sid: string; used: bigint }[] }>();
+  private readonly topScans = new Map<number, Promise<{ sid: string; used: bigint }[]>>();
   /** Per line group and source, the last call sent (see apply). */
   private readonly tails = new Map<string, Promise<void>>();
+  /** Per line group and source, the first position of a call that failed (see apply). */
+  private readonly failedAt = new Map<string, { offset: number; index: number }>();
 
   constructor(
     readonly redis: RedisClient,
@@ -188,6 +205,15 @@ export class UsageStore {
   }
 
   /**
+   * The months a quota change may find counters in: the open ones and the next (reports dated a
+   * few minutes ahead of the clock count there before the month begins).
+   */
+  private quotaMonths(): Month[] {
+    const open = this.openMonths();
+    return [...open, this.clock.shift(open[open.length - 1] as Month, 1)];
+  }
+
+  /**
    * Counts events (validated by the caller): one script call per line group and ≤ 400 events.
    * `source` ("<topic>|<partition>") names where the events come from, in position order (every
    * event then has `pos`): redeliveries of that source are skipped exactly.
@@ -215,9 +241,24 @@ export class UsageStore {
         const previous = this.tails.get(key);
         const run = (async () => {
           if (previous) await previous;
-          for (let from = 0; from < all.length; from += MAX_EVENTS_PER_CALL) {
-            await this.applyGroup(g, all.slice(from, from + MAX_EVENTS_PER_CALL), events, buckets, result, source);
+          const first = (events[all[0] as number] as UsageInput).pos;
+          const stuck = this.failedAt.get(key);
+          // After a failed call only the reading again of its batch may go on: a later position
+          // applied first would make Redis skip the failed events as redeliveries.
+          if (stuck && source && first && before(stuck, first) && !(await this.appliedPast(g, source, stuck))) {
+            throw new Error(
+              `line group ${g} of ${source}: a call from offset ${stuck.offset} failed; waiting for it to be read again`,
+            );
           }
+          try {
+            for (let from = 0; from < all.length; from += MAX_EVENTS_PER_CALL) {
+              await this.applyGroup(g, all.slice(from, from + MAX_EVENTS_PER_CALL), events, buckets, result, source);
+            }
+          } catch (e) {
+            if (source && first && (!stuck || before(first, stuck))) this.failedAt.set(key, first);
+            throw e;
+          }
+          if (stuck) this.failedAt.delete(key);
         })();
         this.tails.set(key, run);
         void run
@@ -229,6 +270,16 @@ export class UsageStore {
       }),
     );
     return result;
+  }
+
+  /**
+   * Whether the group's stored position for a source is at or past `pos`: the events of a failed
+   * call were applied since (by the group's next owner reading them again after a rebalance).
+   */
+  private async appliedPast(g: number, source: string, pos: { offset: number; index: number }): Promise<boolean> {
+    const raw = await this.redis.hget(this.layout.positionKey(g), source);
+    const m = raw ? /^(\d+):(\d+):/.exec(raw) : null;
+    return m !== null && !before({ offset: Number(m[1]), index: Number(m[2]) }, pos);
   }
 
   private async applyGroup(
@@ -325,7 +376,7 @@ export class UsageStore {
 
   /** Applies quota changes; each re-evaluates the line's open months. Returns the groups alerted. */
   async setQuotas(updates: QuotaUpdate[]): Promise<{ applied: number; alerts: number; alertGroups: number[] }> {
-    const open = this.openMonths();
+    const open = this.quotaMonths();
     const byGroup = new Map<number, QuotaUpdate[]>();
     for (const u of updates) {
       const g = this.layout.group(this.layout.bucket(u.sid));
@@ -350,6 +401,8 @@ export class UsageStore {
   }
 
   private async setGroupQuotas(g: number, list: QuotaUpdate[], open: Month[]): Promise<number[]> {
+    const oldest = open[0] as Month;
+    const cur = this.clock.monthOf(this.now());
     const quotaIdx = new Map<number, number>();
     const monthIdx = new Map<string, number>();
     const monthKeys: string[] = [];
@@ -378,17 +431,19 @@ export class UsageStore {
         qi,
         mis[0] ?? 0,
         mis[1] ?? 0,
+        mis[2] ?? 0,
         u.sid,
         u.mode,
         u.lineSequence.toString(),
         quota,
+        (u.from ?? cur).num,
         u.next ? u.next.from.num : "",
         u.next ? u.next.quotaBytes.toString() : "",
         u.traceparent ?? "",
       );
     }
     const keys = [this.layout.outboxKey(g), ...[...quotaIdx.keys()].map((b) => this.layout.quotaKey(b)), ...monthKeys];
-    const args = [quotaIdx.size, monthKeys.length, this.now(), ...monthArgs, ...lineArgs];
+    const args = [quotaIdx.size, monthKeys.length, this.now(), oldest.num, cur.num, ...monthArgs, ...lineArgs];
     return (await this.quotas_(keys.length, ...keys, ...args)) as number[];
   }
 
@@ -424,6 +479,16 @@ export class UsageStore {
     const cached = this.topCache.get(month.num);
     const now = this.now();
     if (cached && now - cached.at < (this.s.topCacheMs ?? 30_000)) return cached.lines.slice(0, limit);
+    // One scan per month at a time: callers meanwhile wait for its answer.
+    let scan = this.topScans.get(month.num);
+    if (!scan) {
+      scan = this.scanTop(month, now).finally(() => this.topScans.delete(month.num));
+      this.topScans.set(month.num, scan);
+    }
+    return (await scan).slice(0, limit);
+  }
+
+  private async scanTop(month: Month, now: number): Promise<{ sid: string; used: bigint }[]> {
     const best: { sid: string; used: number }[] = [];
     for await (const page of this.monthTotals(month)) {
       for (const t of page) {
@@ -436,7 +501,7 @@ export class UsageStore {
     }
     const lines = best.map((b) => ({ sid: b.sid, used: BigInt(b.used) }));
     this.topCache.set(month.num, { at: now, lines });
-    return lines.slice(0, limit);
+    return lines;
   }
 
   /** Every line's total of a month, bucket by bucket (64 buckets read at a time). */
@@ -455,6 +520,11 @@ export class UsageStore {
       if (page.length > 0) yield page;
     }
   }
+}
+
+/** Whether position a comes before position b. */
+function before(a: { offset: number; index: number }, b: { offset: number; index: number }): boolean {
+  return a.offset < b.offset || (a.offset === b.offset && a.index < b.index);
 }
 
 /** Decodes a line's packed month counters (33 bytes; 25 before quotas were carried in them). */
@@ -477,8 +547,11 @@ export function parseQuota(
   month: Month,
 ): { quota: bigint | undefined; terminated: boolean; lineSequence: bigint } {
   if (field === null) return { quota: undefined, terminated: false, lineSequence: 0n };
-  const [q, seq, from, next] = field.split("|");
-  const inForce = from !== undefined && month.num >= Number(from) ? next : q;
-  const n = BigInt(inForce ?? "-2");
-  return { quota: n < 0n ? undefined : n, terminated: n === -1n, lineSequence: BigInt(seq ?? "0") };
+  // "line_sequence|kind|q0|from|q|from|q..." (see scripts.ts).
+  const parts = field.split("|");
+  let q = BigInt(parts[2] ?? "-2");
+  for (let i = 3; i + 1 < parts.length; i += 2) {
+    if (month.num >= Number(parts[i])) q = BigInt(parts[i + 1] as string);
+  }
+  return { quota: q < 0n ? undefined : q, terminated: q === -1n, lineSequence: BigInt(parts[0] ?? "0") };
 }

@@ -35,7 +35,6 @@ export interface TimeSeriesWriterOptions {
   checker: EventChecker;
   /** How often the open chunks' changed points are written. */
   flushMs: number;
-  now?: () => number;
 }
 
 interface LinePoint {
@@ -87,12 +86,11 @@ export class TimeSeriesWriter {
   private timer: NodeJS.Timeout | undefined;
   /** Writes run one at a time: a flush and a chunk close never interleave. */
   private writing: Promise<void> = Promise.resolve();
+  private rebalancing = false;
   private readonly log: Logger;
-  private readonly now: () => number;
 
   constructor(private readonly o: TimeSeriesWriterOptions) {
     this.log = o.logger.child({ component: "timeseries", topic: o.topic, group: o.groupId });
-    this.now = o.now ?? Date.now;
   }
 
   async start(): Promise<void> {
@@ -106,9 +104,14 @@ export class TimeSeriesWriter {
     // After a rebalance another member may own a partition: forget its open chunk, so that no
     // prefix of it is written after that member wrote the whole. (Partitions kept resume at
     // their committed chunk start, which opens a new chunk anyway.)
+    // While the group rebalances, nothing is written (a partition may be moving to another member).
+    consumer.on(consumer.events.REBALANCING, () => {
+      this.rebalancing = true;
+    });
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       const mine = new Set(e.payload.memberAssignment[this.o.topic] ?? []);
       for (const p of [...this.chunks.keys()]) if (!mine.has(p)) this.chunks.delete(p);
+      this.rebalancing = false;
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [this.o.topic], fromBeginning: true });
@@ -130,18 +133,27 @@ export class TimeSeriesWriter {
     tick();
   }
 
-  /** Stops consuming, then writes what the open chunks hold (their offsets stay uncommitted). */
+  /**
+   * Stops reading, writes what the open chunks hold (their offsets stay uncommitted), then
+   * leaves the group: written while the partitions are still this member's.
+   */
   async stop(): Promise<void> {
     const c = this.consumer;
     this.consumer = undefined;
     if (this.timer) clearTimeout(this.timer);
+    try {
+      c?.pause([{ topic: this.o.topic }]);
+    } catch {
+      // Not running yet.
+    }
+    await this.flush().catch((e) => this.log.warn({ err: (e as Error).message }, "time series flush failed at stop"));
     await c?.disconnect();
-    await this.flush();
   }
 
   /** Writes every open chunk's changed points now. */
   flush(): Promise<void> {
     return this.serial(async () => {
+      if (this.rebalancing) return;
       for (const chunk of this.chunks.values()) await this.writeChunk(chunk);
     });
   }
@@ -160,7 +172,6 @@ export class TimeSeriesWriter {
     isStale,
     commitOffsetsIfNecessary,
   }: EachBatchPayload): Promise<void> {
-    const now = this.now();
     for (const m of batch.messages) {
       if (!isRunning() || isStale()) return;
       const offset = BigInt(m.offset);
@@ -178,7 +189,7 @@ export class TimeSeriesWriter {
         });
         chunk = this.open(batch.partition, offset, ts);
       }
-      this.add(chunk, batch.partition, m, now);
+      this.add(chunk, batch.partition, m);
       chunk.next = offset + 1n;
       resolveOffset(m.offset);
     }
@@ -201,7 +212,9 @@ export class TimeSeriesWriter {
     return chunk;
   }
 
-  private add(chunk: Chunk, partition: number, m: KafkaMessage, now: number): void {
+  private add(chunk: Chunk, partition: number, m: KafkaMessage): void {
+    // The record's own time, not the clock's: a chunk read again after a crash takes the same events.
+    const now = Number(m.timestamp);
     let events: WireEvent[];
     let batch = false;
     try {
