@@ -69,11 +69,16 @@ local function change(qt, from, q, keepLater, oldest)
     if c[1] < from or (keepLater and c[1] > from) then out[#out + 1] = c end
   end
   if not placed then out[#out + 1] = {from, q} end
-  qt.ch = out
-  while #qt.ch > 0 and qt.ch[1][1] <= oldest do
-    qt.q0 = qt.ch[1][2]
-    table.remove(qt.ch, 1)
+  while #out > 0 and out[1][1] <= oldest do
+    qt.q0 = out[1][2]
+    table.remove(out, 1)
   end
+  -- A change to the quota already in force changes nothing (and costs memory at 1M lines).
+  local kept, last = {}, qt.q0
+  for _, c in ipairs(out) do
+    if c[2] ~= last then kept[#kept + 1] = c; last = c[2] end
+  end
+  qt.ch = kept
 end
 -- Levels crossed at 'used' against quota q; returns the new done-mask and the highest level newly
 -- crossed (nil when none): a jump past several levels alerts the highest and marks all done.
