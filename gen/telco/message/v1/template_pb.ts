@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telco/message/v1/template.proto.
  */
 export const file_telco_message_v1_template: GenFile = /*@__PURE__*/
-  fileDesc("Ch90ZWxjby9tZXNzYWdlL3YxL3RlbXBsYXRlLnByb3RvEhB0ZWxjby5tZXNzYWdlLnYxInEKEFRlbXBsYXRlVmFyaWFibGUSDAoEbmFtZRgBIAEoCRIsCgR0eXBlGAIgASgOMh4udGVsY28ubWVzc2FnZS52MS5WYXJpYWJsZVR5cGUSEAoIcmVxdWlyZWQYAyABKAgSDwoHZXhhbXBsZRgEIAEoCSLiAgoIVGVtcGxhdGUSEwoLdGVtcGxhdGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgdjaGFubmVsGAMgASgOMhkudGVsY28ubWVzc2FnZS52MS5DaGFubmVsEg4KBmxvY2FsZRgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgwKBGJvZHkYBiABKAkSNQoJdmFyaWFibGVzGAcgAygLMiIudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZVZhcmlhYmxlEjAKBnN0YXR1cxgIIAEoDjIgLnRlbGNvLm1lc3NhZ2UudjEuVGVtcGxhdGVTdGF0dXMSDwoHdmVyc2lvbhgJIAEoDRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK3AQoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoHY2hhbm5lbBgCIAEoDjIZLnRlbGNvLm1lc3NhZ2UudjEuQ2hhbm5lbBIOCgZsb2NhbGUYAyABKAkSDwoHc3ViamVjdBgEIAEoCRIMCgRib2R5GAUgASgJEjUKCXZhcmlhYmxlcxgGIAMoCzIiLnRlbGNvLm1lc3NhZ2UudjEuVGVtcGxhdGVWYXJpYWJsZSJGChZDcmVhdGVUZW1wbGF0ZVJlc3BvbnNlEiwKCHRlbXBsYXRlGAEgASgLMhoudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZSI6ChJHZXRUZW1wbGF0ZVJlcXVlc3QSEwoLdGVtcGxhdGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDSJDChNHZXRUZW1wbGF0ZVJlc3BvbnNlEiwKCHRlbXBsYXRlGAEgASgLMhoudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZSqrAQoMVmFyaWFibGVUeXBlEh0KGVZBUklBQkxFX1RZUEVfVU5TUEVDSUZJRUQQABIYChRWQVJJQUJMRV9UWVBFX1NUUklORxABEhgKFFZBUklBQkxFX1RZUEVfTlVNQkVSEAISFgoSVkFSSUFCTEVfVFlQRV9EQVRFEAMSFwoTVkFSSUFCTEVfVFlQRV9NT05FWRAEEhcKE1ZBUklBQkxFX1RZUEVfQllURVMQBSqGAQoOVGVtcGxhdGVTdGF0dXMSHwobVEVNUExBVEVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVVEVNUExBVEVfU1RBVFVTX0RSQUZUEAESGgoWVEVNUExBVEVfU1RBVFVTX0FDVElWRRACEhwKGFRFTVBMQVRFX1NUQVRVU19BUkNISVZFRBADMtcBCg9UZW1wbGF0ZVNlcnZpY2USYwoOQ3JlYXRlVGVtcGxhdGUSJy50ZWxjby5tZXNzYWdlLnYxLkNyZWF0ZVRlbXBsYXRlUmVxdWVzdBooLnRlbGNvLm1lc3NhZ2UudjEuQ3JlYXRlVGVtcGxhdGVSZXNwb25zZRJfCgtHZXRUZW1wbGF0ZRIkLnRlbGNvLm1lc3NhZ2UudjEuR2V0VGVtcGxhdGVSZXF1ZXN0GiUudGVsY28ubWVzc2FnZS52MS5HZXRUZW1wbGF0ZVJlc3BvbnNlIgOQAgFiBnByb3RvMw", [file_google_protobuf_timestamp, file_telco_message_v1_events]);
+  fileDesc("Ch90ZWxjby9tZXNzYWdlL3YxL3RlbXBsYXRlLnByb3RvEhB0ZWxjby5tZXNzYWdlLnYxInEKEFRlbXBsYXRlVmFyaWFibGUSDAoEbmFtZRgBIAEoCRIsCgR0eXBlGAIgASgOMh4udGVsY28ubWVzc2FnZS52MS5WYXJpYWJsZVR5cGUSEAoIcmVxdWlyZWQYAyABKAgSDwoHZXhhbXBsZRgEIAEoCSLiAgoIVGVtcGxhdGUSEwoLdGVtcGxhdGVfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIqCgdjaGFubmVsGAMgASgOMhkudGVsY28ubWVzc2FnZS52MS5DaGFubmVsEg4KBmxvY2FsZRgEIAEoCRIPCgdzdWJqZWN0GAUgASgJEgwKBGJvZHkYBiABKAkSNQoJdmFyaWFibGVzGAcgAygLMiIudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZVZhcmlhYmxlEjAKBnN0YXR1cxgIIAEoDjIgLnRlbGNvLm1lc3NhZ2UudjEuVGVtcGxhdGVTdGF0dXMSDwoHdmVyc2lvbhgJIAEoDRIuCgpjcmVhdGVkX2F0GAogASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIuCgp1cGRhdGVkX2F0GAsgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCK3AQoVQ3JlYXRlVGVtcGxhdGVSZXF1ZXN0EgwKBG5hbWUYASABKAkSKgoHY2hhbm5lbBgCIAEoDjIZLnRlbGNvLm1lc3NhZ2UudjEuQ2hhbm5lbBIOCgZsb2NhbGUYAyABKAkSDwoHc3ViamVjdBgEIAEoCRIMCgRib2R5GAUgASgJEjUKCXZhcmlhYmxlcxgGIAMoCzIiLnRlbGNvLm1lc3NhZ2UudjEuVGVtcGxhdGVWYXJpYWJsZSJGChZDcmVhdGVUZW1wbGF0ZVJlc3BvbnNlEiwKCHRlbXBsYXRlGAEgASgLMhoudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZSI6ChJHZXRUZW1wbGF0ZVJlcXVlc3QSEwoLdGVtcGxhdGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDSJDChNHZXRUZW1wbGF0ZVJlc3BvbnNlEiwKCHRlbXBsYXRlGAEgASgLMhoudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZSKYAQoVVXBkYXRlVGVtcGxhdGVSZXF1ZXN0EhMKC3RlbXBsYXRlX2lkGAEgASgJEhQKDGJhc2VfdmVyc2lvbhgCIAEoDRIPCgdzdWJqZWN0GAMgASgJEgwKBGJvZHkYBCABKAkSNQoJdmFyaWFibGVzGAUgAygLMiIudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZVZhcmlhYmxlIkYKFlVwZGF0ZVRlbXBsYXRlUmVzcG9uc2USLAoIdGVtcGxhdGUYASABKAsyGi50ZWxjby5tZXNzYWdlLnYxLlRlbXBsYXRlIj4KFlB1Ymxpc2hUZW1wbGF0ZVJlcXVlc3QSEwoLdGVtcGxhdGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDSJHChdQdWJsaXNoVGVtcGxhdGVSZXNwb25zZRIsCgh0ZW1wbGF0ZRgBIAEoCzIaLnRlbGNvLm1lc3NhZ2UudjEuVGVtcGxhdGUiPwoXUm9sbGJhY2tUZW1wbGF0ZVJlcXVlc3QSEwoLdGVtcGxhdGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDSJIChhSb2xsYmFja1RlbXBsYXRlUmVzcG9uc2USLAoIdGVtcGxhdGUYASABKAsyGi50ZWxjby5tZXNzYWdlLnYxLlRlbXBsYXRlIjIKG0xpc3RUZW1wbGF0ZVZlcnNpb25zUmVxdWVzdBITCgt0ZW1wbGF0ZV9pZBgBIAEoCSJMChxMaXN0VGVtcGxhdGVWZXJzaW9uc1Jlc3BvbnNlEiwKCHZlcnNpb25zGAEgAygLMhoudGVsY28ubWVzc2FnZS52MS5UZW1wbGF0ZSJpChRMaXN0VGVtcGxhdGVzUmVxdWVzdBIqCgdjaGFubmVsGAEgASgOMhkudGVsY28ubWVzc2FnZS52MS5DaGFubmVsEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIl8KFUxpc3RUZW1wbGF0ZXNSZXNwb25zZRItCgl0ZW1wbGF0ZXMYASADKAsyGi50ZWxjby5tZXNzYWdlLnYxLlRlbXBsYXRlEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJcChtEaWZmVGVtcGxhdGVWZXJzaW9uc1JlcXVlc3QSEwoLdGVtcGxhdGVfaWQYASABKAkSFAoMZnJvbV92ZXJzaW9uGAIgASgNEhIKCnRvX3ZlcnNpb24YAyABKA0iiAEKCERpZmZMaW5lEikKAm9wGAEgASgOMh0udGVsY28ubWVzc2FnZS52MS5EaWZmTGluZS5PcBIMCgR0ZXh0GAIgASgJIkMKAk9wEhIKDk9QX1VOU1BFQ0lGSUVEEAASCwoHT1BfU0FNRRABEgwKCE9QX0FEREVEEAISDgoKT1BfUkVNT1ZFRBADIsQBChxEaWZmVGVtcGxhdGVWZXJzaW9uc1Jlc3BvbnNlEisKB3N1YmplY3QYASADKAsyGi50ZWxjby5tZXNzYWdlLnYxLkRpZmZMaW5lEigKBGJvZHkYAiADKAsyGi50ZWxjby5tZXNzYWdlLnYxLkRpZmZMaW5lEhcKD3ZhcmlhYmxlc19hZGRlZBgDIAMoCRIZChF2YXJpYWJsZXNfcmVtb3ZlZBgEIAMoCRIZChF2YXJpYWJsZXNfY2hhbmdlZBgFIAMoCSK4AQoUUmVuZGVyUHJldmlld1JlcXVlc3QSEwoLdGVtcGxhdGVfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoDRJICgl2YXJpYWJsZXMYAyADKAsyNS50ZWxjby5tZXNzYWdlLnYxLlJlbmRlclByZXZpZXdSZXF1ZXN0LlZhcmlhYmxlc0VudHJ5GjAKDlZhcmlhYmxlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEipQEKB1Ntc0luZm8SLwoIZW5jb2RpbmcYASABKA4yHS50ZWxjby5tZXNzYWdlLnYxLlNtc0VuY29kaW5nEg0KBXVuaXRzGAIgASgNEhAKCHNlZ21lbnRzGAMgASgNEhQKDGxvbmdfbWVzc2FnZRgEIAEoCBIUCgxtYXhfc2VnbWVudHMYBSABKA0SHAoUcmVtYWluaW5nX2luX3NlZ21lbnQYBiABKA0ijAEKFVJlbmRlclByZXZpZXdSZXNwb25zZRIsCgh0ZW1wbGF0ZRgBIAEoCzIaLnRlbGNvLm1lc3NhZ2UudjEuVGVtcGxhdGUSDwoHc3ViamVjdBgCIAEoCRIMCgRib2R5GAMgASgJEiYKA3NtcxgEIAEoCzIZLnRlbGNvLm1lc3NhZ2UudjEuU21zSW5mbyqrAQoMVmFyaWFibGVUeXBlEh0KGVZBUklBQkxFX1RZUEVfVU5TUEVDSUZJRUQQABIYChRWQVJJQUJMRV9UWVBFX1NUUklORxABEhgKFFZBUklBQkxFX1RZUEVfTlVNQkVSEAISFgoSVkFSSUFCTEVfVFlQRV9EQVRFEAMSFwoTVkFSSUFCTEVfVFlQRV9NT05FWRAEEhcKE1ZBUklBQkxFX1RZUEVfQllURVMQBSqGAQoOVGVtcGxhdGVTdGF0dXMSHwobVEVNUExBVEVfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGQoVVEVNUExBVEVfU1RBVFVTX0RSQUZUEAESGgoWVEVNUExBVEVfU1RBVFVTX0FDVElWRRACEhwKGFRFTVBMQVRFX1NUQVRVU19BUkNISVZFRBADKlkKC1Ntc0VuY29kaW5nEhwKGFNNU19FTkNPRElOR19VTlNQRUNJRklFRBAAEhUKEVNNU19FTkNPRElOR19HU003EAESFQoRU01TX0VOQ09ESU5HX1VDUzIQAjLVBwoPVGVtcGxhdGVTZXJ2aWNlEmMKDkNyZWF0ZVRlbXBsYXRlEicudGVsY28ubWVzc2FnZS52MS5DcmVhdGVUZW1wbGF0ZVJlcXVlc3QaKC50ZWxjby5tZXNzYWdlLnYxLkNyZWF0ZVRlbXBsYXRlUmVzcG9uc2USXwoLR2V0VGVtcGxhdGUSJC50ZWxjby5tZXNzYWdlLnYxLkdldFRlbXBsYXRlUmVxdWVzdBolLnRlbGNvLm1lc3NhZ2UudjEuR2V0VGVtcGxhdGVSZXNwb25zZSIDkAIBEmMKDlVwZGF0ZVRlbXBsYXRlEicudGVsY28ubWVzc2FnZS52MS5VcGRhdGVUZW1wbGF0ZVJlcXVlc3QaKC50ZWxjby5tZXNzYWdlLnYxLlVwZGF0ZVRlbXBsYXRlUmVzcG9uc2USZgoPUHVibGlzaFRlbXBsYXRlEigudGVsY28ubWVzc2FnZS52MS5QdWJsaXNoVGVtcGxhdGVSZXF1ZXN0GikudGVsY28ubWVzc2FnZS52MS5QdWJsaXNoVGVtcGxhdGVSZXNwb25zZRJpChBSb2xsYmFja1RlbXBsYXRlEikudGVsY28ubWVzc2FnZS52MS5Sb2xsYmFja1RlbXBsYXRlUmVxdWVzdBoqLnRlbGNvLm1lc3NhZ2UudjEuUm9sbGJhY2tUZW1wbGF0ZVJlc3BvbnNlEnoKFExpc3RUZW1wbGF0ZVZlcnNpb25zEi0udGVsY28ubWVzc2FnZS52MS5MaXN0VGVtcGxhdGVWZXJzaW9uc1JlcXVlc3QaLi50ZWxjby5tZXNzYWdlLnYxLkxpc3RUZW1wbGF0ZVZlcnNpb25zUmVzcG9uc2UiA5ACARJlCg1MaXN0VGVtcGxhdGVzEiYudGVsY28ubWVzc2FnZS52MS5MaXN0VGVtcGxhdGVzUmVxdWVzdBonLnRlbGNvLm1lc3NhZ2UudjEuTGlzdFRlbXBsYXRlc1Jlc3BvbnNlIgOQAgESegoURGlmZlRlbXBsYXRlVmVyc2lvbnMSLS50ZWxjby5tZXNzYWdlLnYxLkRpZmZUZW1wbGF0ZVZlcnNpb25zUmVxdWVzdBouLnRlbGNvLm1lc3NhZ2UudjEuRGlmZlRlbXBsYXRlVmVyc2lvbnNSZXNwb25zZSIDkAIBEmUKDVJlbmRlclByZXZpZXcSJi50ZWxjby5tZXNzYWdlLnYxLlJlbmRlclByZXZpZXdSZXF1ZXN0GicudGVsY28ubWVzc2FnZS52MS5SZW5kZXJQcmV2aWV3UmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp, file_telco_message_v1_events]);
 
 /**
  * A variable a template declares; the body may use it as {{name}}.
@@ -232,6 +232,469 @@ export const GetTemplateResponseSchema: GenMessage<GetTemplateResponse> = /*@__P
   messageDesc(file_telco_message_v1_template, 5);
 
 /**
+ * @generated from message telco.message.v1.UpdateTemplateRequest
+ */
+export type UpdateTemplateRequest = Message<"telco.message.v1.UpdateTemplateRequest"> & {
+  /**
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+
+  /**
+   * The version the edit starts from: refused with ABORTED when a newer one exists (lost update).
+   *
+   * @generated from field: uint32 base_version = 2;
+   */
+  baseVersion: number;
+
+  /**
+   * @generated from field: string subject = 3;
+   */
+  subject: string;
+
+  /**
+   * @generated from field: string body = 4;
+   */
+  body: string;
+
+  /**
+   * @generated from field: repeated telco.message.v1.TemplateVariable variables = 5;
+   */
+  variables: TemplateVariable[];
+};
+
+/**
+ * Describes the message telco.message.v1.UpdateTemplateRequest.
+ * Use `create(UpdateTemplateRequestSchema)` to create a new message.
+ */
+export const UpdateTemplateRequestSchema: GenMessage<UpdateTemplateRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 6);
+
+/**
+ * @generated from message telco.message.v1.UpdateTemplateResponse
+ */
+export type UpdateTemplateResponse = Message<"telco.message.v1.UpdateTemplateResponse"> & {
+  /**
+   * @generated from field: telco.message.v1.Template template = 1;
+   */
+  template?: Template | undefined;
+};
+
+/**
+ * Describes the message telco.message.v1.UpdateTemplateResponse.
+ * Use `create(UpdateTemplateResponseSchema)` to create a new message.
+ */
+export const UpdateTemplateResponseSchema: GenMessage<UpdateTemplateResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 7);
+
+/**
+ * @generated from message telco.message.v1.PublishTemplateRequest
+ */
+export type PublishTemplateRequest = Message<"telco.message.v1.PublishTemplateRequest"> & {
+  /**
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+
+  /**
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message telco.message.v1.PublishTemplateRequest.
+ * Use `create(PublishTemplateRequestSchema)` to create a new message.
+ */
+export const PublishTemplateRequestSchema: GenMessage<PublishTemplateRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 8);
+
+/**
+ * @generated from message telco.message.v1.PublishTemplateResponse
+ */
+export type PublishTemplateResponse = Message<"telco.message.v1.PublishTemplateResponse"> & {
+  /**
+   * @generated from field: telco.message.v1.Template template = 1;
+   */
+  template?: Template | undefined;
+};
+
+/**
+ * Describes the message telco.message.v1.PublishTemplateResponse.
+ * Use `create(PublishTemplateResponseSchema)` to create a new message.
+ */
+export const PublishTemplateResponseSchema: GenMessage<PublishTemplateResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 9);
+
+/**
+ * @generated from message telco.message.v1.RollbackTemplateRequest
+ */
+export type RollbackTemplateRequest = Message<"telco.message.v1.RollbackTemplateRequest"> & {
+  /**
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+
+  /**
+   * An older version than the active one.
+   *
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+};
+
+/**
+ * Describes the message telco.message.v1.RollbackTemplateRequest.
+ * Use `create(RollbackTemplateRequestSchema)` to create a new message.
+ */
+export const RollbackTemplateRequestSchema: GenMessage<RollbackTemplateRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 10);
+
+/**
+ * @generated from message telco.message.v1.RollbackTemplateResponse
+ */
+export type RollbackTemplateResponse = Message<"telco.message.v1.RollbackTemplateResponse"> & {
+  /**
+   * @generated from field: telco.message.v1.Template template = 1;
+   */
+  template?: Template | undefined;
+};
+
+/**
+ * Describes the message telco.message.v1.RollbackTemplateResponse.
+ * Use `create(RollbackTemplateResponseSchema)` to create a new message.
+ */
+export const RollbackTemplateResponseSchema: GenMessage<RollbackTemplateResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 11);
+
+/**
+ * @generated from message telco.message.v1.ListTemplateVersionsRequest
+ */
+export type ListTemplateVersionsRequest = Message<"telco.message.v1.ListTemplateVersionsRequest"> & {
+  /**
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+};
+
+/**
+ * Describes the message telco.message.v1.ListTemplateVersionsRequest.
+ * Use `create(ListTemplateVersionsRequestSchema)` to create a new message.
+ */
+export const ListTemplateVersionsRequestSchema: GenMessage<ListTemplateVersionsRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 12);
+
+/**
+ * @generated from message telco.message.v1.ListTemplateVersionsResponse
+ */
+export type ListTemplateVersionsResponse = Message<"telco.message.v1.ListTemplateVersionsResponse"> & {
+  /**
+   * @generated from field: repeated telco.message.v1.Template versions = 1;
+   */
+  versions: Template[];
+};
+
+/**
+ * Describes the message telco.message.v1.ListTemplateVersionsResponse.
+ * Use `create(ListTemplateVersionsResponseSchema)` to create a new message.
+ */
+export const ListTemplateVersionsResponseSchema: GenMessage<ListTemplateVersionsResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 13);
+
+/**
+ * @generated from message telco.message.v1.ListTemplatesRequest
+ */
+export type ListTemplatesRequest = Message<"telco.message.v1.ListTemplatesRequest"> & {
+  /**
+   * Only this channel; unspecified = all.
+   *
+   * @generated from field: telco.message.v1.Channel channel = 1;
+   */
+  channel: Channel;
+
+  /**
+   * 1..500; 0 = 100.
+   *
+   * @generated from field: int32 page_size = 2;
+   */
+  pageSize: number;
+
+  /**
+   * @generated from field: string page_token = 3;
+   */
+  pageToken: string;
+};
+
+/**
+ * Describes the message telco.message.v1.ListTemplatesRequest.
+ * Use `create(ListTemplatesRequestSchema)` to create a new message.
+ */
+export const ListTemplatesRequestSchema: GenMessage<ListTemplatesRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 14);
+
+/**
+ * @generated from message telco.message.v1.ListTemplatesResponse
+ */
+export type ListTemplatesResponse = Message<"telco.message.v1.ListTemplatesResponse"> & {
+  /**
+   * Each template's active version (or its latest when none is active).
+   *
+   * @generated from field: repeated telco.message.v1.Template templates = 1;
+   */
+  templates: Template[];
+
+  /**
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message telco.message.v1.ListTemplatesResponse.
+ * Use `create(ListTemplatesResponseSchema)` to create a new message.
+ */
+export const ListTemplatesResponseSchema: GenMessage<ListTemplatesResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 15);
+
+/**
+ * @generated from message telco.message.v1.DiffTemplateVersionsRequest
+ */
+export type DiffTemplateVersionsRequest = Message<"telco.message.v1.DiffTemplateVersionsRequest"> & {
+  /**
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+
+  /**
+   * @generated from field: uint32 from_version = 2;
+   */
+  fromVersion: number;
+
+  /**
+   * @generated from field: uint32 to_version = 3;
+   */
+  toVersion: number;
+};
+
+/**
+ * Describes the message telco.message.v1.DiffTemplateVersionsRequest.
+ * Use `create(DiffTemplateVersionsRequestSchema)` to create a new message.
+ */
+export const DiffTemplateVersionsRequestSchema: GenMessage<DiffTemplateVersionsRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 16);
+
+/**
+ * One line of a diff.
+ *
+ * @generated from message telco.message.v1.DiffLine
+ */
+export type DiffLine = Message<"telco.message.v1.DiffLine"> & {
+  /**
+   * @generated from field: telco.message.v1.DiffLine.Op op = 1;
+   */
+  op: DiffLine_Op;
+
+  /**
+   * @generated from field: string text = 2;
+   */
+  text: string;
+};
+
+/**
+ * Describes the message telco.message.v1.DiffLine.
+ * Use `create(DiffLineSchema)` to create a new message.
+ */
+export const DiffLineSchema: GenMessage<DiffLine> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 17);
+
+/**
+ * @generated from enum telco.message.v1.DiffLine.Op
+ */
+export enum DiffLine_Op {
+  /**
+   * @generated from enum value: OP_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: OP_SAME = 1;
+   */
+  SAME = 1,
+
+  /**
+   * @generated from enum value: OP_ADDED = 2;
+   */
+  ADDED = 2,
+
+  /**
+   * @generated from enum value: OP_REMOVED = 3;
+   */
+  REMOVED = 3,
+}
+
+/**
+ * Describes the enum telco.message.v1.DiffLine.Op.
+ */
+export const DiffLine_OpSchema: GenEnum<DiffLine_Op> = /*@__PURE__*/
+  enumDesc(file_telco_message_v1_template, 17, 0);
+
+/**
+ * @generated from message telco.message.v1.DiffTemplateVersionsResponse
+ */
+export type DiffTemplateVersionsResponse = Message<"telco.message.v1.DiffTemplateVersionsResponse"> & {
+  /**
+   * @generated from field: repeated telco.message.v1.DiffLine subject = 1;
+   */
+  subject: DiffLine[];
+
+  /**
+   * @generated from field: repeated telco.message.v1.DiffLine body = 2;
+   */
+  body: DiffLine[];
+
+  /**
+   * Names of variables only in to_version, only in from_version, and in both but declared differently.
+   *
+   * @generated from field: repeated string variables_added = 3;
+   */
+  variablesAdded: string[];
+
+  /**
+   * @generated from field: repeated string variables_removed = 4;
+   */
+  variablesRemoved: string[];
+
+  /**
+   * @generated from field: repeated string variables_changed = 5;
+   */
+  variablesChanged: string[];
+};
+
+/**
+ * Describes the message telco.message.v1.DiffTemplateVersionsResponse.
+ * Use `create(DiffTemplateVersionsResponseSchema)` to create a new message.
+ */
+export const DiffTemplateVersionsResponseSchema: GenMessage<DiffTemplateVersionsResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 18);
+
+/**
+ * @generated from message telco.message.v1.RenderPreviewRequest
+ */
+export type RenderPreviewRequest = Message<"telco.message.v1.RenderPreviewRequest"> & {
+  /**
+   * @generated from field: string template_id = 1;
+   */
+  templateId: string;
+
+  /**
+   * 0 = the active version (or the latest if none is active).
+   *
+   * @generated from field: uint32 version = 2;
+   */
+  version: number;
+
+  /**
+   * Values by variable name; a variable not given takes its declared example.
+   *
+   * @generated from field: map<string, string> variables = 3;
+   */
+  variables: { [key: string]: string };
+};
+
+/**
+ * Describes the message telco.message.v1.RenderPreviewRequest.
+ * Use `create(RenderPreviewRequestSchema)` to create a new message.
+ */
+export const RenderPreviewRequestSchema: GenMessage<RenderPreviewRequest> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 19);
+
+/**
+ * @generated from message telco.message.v1.SmsInfo
+ */
+export type SmsInfo = Message<"telco.message.v1.SmsInfo"> & {
+  /**
+   * @generated from field: telco.message.v1.SmsEncoding encoding = 1;
+   */
+  encoding: SmsEncoding;
+
+  /**
+   * Characters as the encoding counts them (GSM-7 extension characters count 2; UCS-2 surrogate pairs 2).
+   *
+   * @generated from field: uint32 units = 2;
+   */
+  units: number;
+
+  /**
+   * @generated from field: uint32 segments = 3;
+   */
+  segments: number;
+
+  /**
+   * More than one segment: sent as a long message (LMS).
+   *
+   * @generated from field: bool long_message = 4;
+   */
+  longMessage: boolean;
+
+  /**
+   * The configured maximum of segments; a text above it cannot be sent.
+   *
+   * @generated from field: uint32 max_segments = 5;
+   */
+  maxSegments: number;
+
+  /**
+   * Units left in the last segment.
+   *
+   * @generated from field: uint32 remaining_in_segment = 6;
+   */
+  remainingInSegment: number;
+};
+
+/**
+ * Describes the message telco.message.v1.SmsInfo.
+ * Use `create(SmsInfoSchema)` to create a new message.
+ */
+export const SmsInfoSchema: GenMessage<SmsInfo> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 20);
+
+/**
+ * @generated from message telco.message.v1.RenderPreviewResponse
+ */
+export type RenderPreviewResponse = Message<"telco.message.v1.RenderPreviewResponse"> & {
+  /**
+   * @generated from field: telco.message.v1.Template template = 1;
+   */
+  template?: Template | undefined;
+
+  /**
+   * @generated from field: string subject = 2;
+   */
+  subject: string;
+
+  /**
+   * For e-mail, HTML with every variable value escaped.
+   *
+   * @generated from field: string body = 3;
+   */
+  body: string;
+
+  /**
+   * SMS templates only.
+   *
+   * @generated from field: telco.message.v1.SmsInfo sms = 4;
+   */
+  sms?: SmsInfo | undefined;
+};
+
+/**
+ * Describes the message telco.message.v1.RenderPreviewResponse.
+ * Use `create(RenderPreviewResponseSchema)` to create a new message.
+ */
+export const RenderPreviewResponseSchema: GenMessage<RenderPreviewResponse> = /*@__PURE__*/
+  messageDesc(file_telco_message_v1_template, 21);
+
+/**
  * Type of a template variable.
  *
  * @generated from enum telco.message.v1.VariableType
@@ -308,6 +771,38 @@ export const TemplateStatusSchema: GenEnum<TemplateStatus> = /*@__PURE__*/
   enumDesc(file_telco_message_v1_template, 1);
 
 /**
+ * How an SMS text is encoded and split, as a handset counts it.
+ *
+ * @generated from enum telco.message.v1.SmsEncoding
+ */
+export enum SmsEncoding {
+  /**
+   * @generated from enum value: SMS_ENCODING_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * GSM 03.38 default alphabet: 160 septets in one SMS, 153 per part when concatenated.
+   *
+   * @generated from enum value: SMS_ENCODING_GSM7 = 1;
+   */
+  GSM7 = 1,
+
+  /**
+   * UCS-2 (e.g. any Korean): 70 characters in one SMS, 67 per part.
+   *
+   * @generated from enum value: SMS_ENCODING_UCS2 = 2;
+   */
+  UCS2 = 2,
+}
+
+/**
+ * Describes the enum telco.message.v1.SmsEncoding.
+ */
+export const SmsEncodingSchema: GenEnum<SmsEncoding> = /*@__PURE__*/
+  enumDesc(file_telco_message_v1_template, 2);
+
+/**
  * Versioned message templates. An edit never overwrites: it creates a new version.
  *
  * @generated from service telco.message.v1.TemplateService
@@ -332,6 +827,77 @@ export const TemplateService: GenService<{
     methodKind: "unary";
     input: typeof GetTemplateRequestSchema;
     output: typeof GetTemplateResponseSchema;
+  },
+  /**
+   * An edit: stores the new text as version n+1 (a draft); no version is ever overwritten.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.UpdateTemplate
+   */
+  updateTemplate: {
+    methodKind: "unary";
+    input: typeof UpdateTemplateRequestSchema;
+    output: typeof UpdateTemplateResponseSchema;
+  },
+  /**
+   * Makes a version the active one (the one sends use); the one active before is archived.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.PublishTemplate
+   */
+  publishTemplate: {
+    methodKind: "unary";
+    input: typeof PublishTemplateRequestSchema;
+    output: typeof PublishTemplateResponseSchema;
+  },
+  /**
+   * Re-activates an older version (one below the active one), archiving the active one.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.RollbackTemplate
+   */
+  rollbackTemplate: {
+    methodKind: "unary";
+    input: typeof RollbackTemplateRequestSchema;
+    output: typeof RollbackTemplateResponseSchema;
+  },
+  /**
+   * Every version of a template, newest first.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.ListTemplateVersions
+   */
+  listTemplateVersions: {
+    methodKind: "unary";
+    input: typeof ListTemplateVersionsRequestSchema;
+    output: typeof ListTemplateVersionsResponseSchema;
+  },
+  /**
+   * Templates, by name.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.ListTemplates
+   */
+  listTemplates: {
+    methodKind: "unary";
+    input: typeof ListTemplatesRequestSchema;
+    output: typeof ListTemplatesResponseSchema;
+  },
+  /**
+   * A line diff of two versions' subject and body, and what changed in their variables.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.DiffTemplateVersions
+   */
+  diffTemplateVersions: {
+    methodKind: "unary";
+    input: typeof DiffTemplateVersionsRequestSchema;
+    output: typeof DiffTemplateVersionsResponseSchema;
+  },
+  /**
+   * Renders a version with the given variables (or the declared examples) without sending it;
+   * for SMS also the encoding and the segments a handset counts.
+   *
+   * @generated from rpc telco.message.v1.TemplateService.RenderPreview
+   */
+  renderPreview: {
+    methodKind: "unary";
+    input: typeof RenderPreviewRequestSchema;
+    output: typeof RenderPreviewResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_telco_message_v1_template, 0);
