@@ -85,6 +85,8 @@ export const policy: Policy = {
   ListLines: [...STAFF, "service"],
   // The usage unit's start-up load of every quota.
   ListLineQuotas: ["service", "admin"],
+  // The message unit's sends: a line's contact in clear, to service tokens only (not even admin).
+  GetLineContact: ["service"],
 };
 
 export const routes = (deps: DomainDeps) => (router: ConnectRouter) => {
@@ -95,9 +97,14 @@ export const routes = (deps: DomainDeps) => (router: ConnectRouter) => {
   router.service(InvoiceService, new InvoiceServiceImpl(deps.invoices));
   router.service(
     SubscriptionService,
-    new SubscriptionServiceImpl(deps.lines, deps.pii, {
-      numberRetentionDays: deps.numberRetentionDays,
-      timeZone: deps.timeZone,
-    }),
+    new SubscriptionServiceImpl(
+      deps.lines,
+      deps.pii,
+      {
+        numberRetentionDays: deps.numberRetentionDays,
+        timeZone: deps.timeZone,
+      },
+      deps.customers,
+    ),
   );
 };

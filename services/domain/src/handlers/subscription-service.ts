@@ -9,6 +9,8 @@ import {
   CancelVasResponseSchema,
   type ChangePlanRequest,
   ChangePlanResponseSchema,
+  type GetLineContactRequest,
+  GetLineContactResponseSchema,
   type GetLineHistoryRequest,
   GetLineHistoryResponseSchema,
   type GetLineRequest,
@@ -43,6 +45,7 @@ import { once, requestFingerprint } from "../idempotency.js";
 import type { PiiCipher } from "../pii/cipher.js";
 import { mapPii } from "../pii/data-loss.js";
 import { formatPhone, maskPhone } from "../pii/normalise.js";
+import type { CustomerStore } from "../store/customer-store.js";
 import type { Headers, LineRow, LineStatusName, LineStore, PeriodRow } from "../store/line-store.js";
 import { NUMBER_CONTEXT } from "../store/number-pool.js";
 
@@ -123,10 +126,17 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     private readonly store: LineStore,
     private readonly pii: PiiCipher,
     private readonly settings: SubscriptionSettings,
+    /** The customers of the lines, opened for GetLineContact. */
+    private readonly customers: CustomerStore,
   ) {}
 
+  /** The line's number in clear, as digits. */
+  private digitsOf(r: LineRow): string {
+    return mapPii(() => this.pii.open(r.number_sealed, NUMBER_CONTEXT));
+  }
+
   private toLine(r: LineRow, reveal = false): Line {
-    const digits = mapPii(() => this.pii.open(r.number_sealed, NUMBER_CONTEXT));
+    const digits = this.digitsOf(r);
     return create(LineSchema, {
       subscriptionId: r.subscription_id,
       customerId: r.customer_id,
@@ -200,6 +210,30 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
       if (!row) throw notFound(`line ${req.subscriptionId}`);
       await this.store.auditReveal(trx, p, req.subscriptionId, req.revealReason.trim());
       return create(GetLineResponseSchema, { line: this.toLine(row, true) });
+    });
+  }
+
+  /**
+   * The line's number and its customer's e-mail and name in clear, for the message unit's sends
+   * (the policy admits service tokens only). Not audited per call: the message unit records the
+   * request each send answered. A terminated line answers too, with its status: the caller decides.
+   */
+  async getLineContact(req: GetLineContactRequest) {
+    const v = new Violations();
+    checkLine(v, req.subscriptionId);
+    v.throwIfAny();
+    const row = await this.store.getLine(req.subscriptionId);
+    if (!row) throw notFound(`line ${req.subscriptionId}`);
+    const customer = await this.customers.get(row.customer_id);
+    // subscriptions.customer_id references customers: a line without its customer is a broken database.
+    if (!customer) throw new ConnectError(`the customer of line ${req.subscriptionId} is missing`, Code.Internal);
+    const contact = mapPii(() => this.customers.openContact(customer));
+    return create(GetLineContactResponseSchema, {
+      subscriptionId: row.subscription_id,
+      status: STATUS_TO_PROTO[row.status],
+      phoneNumber: formatPhone(this.digitsOf(row)),
+      email: contact.email ?? "",
+      name: contact.name,
     });
   }
 

@@ -97,12 +97,19 @@ export class CustomerStore {
   open(row: CustomerRow): OpenCustomer {
     return {
       customerId: row.customer_id,
-      name: this.pii.open(row.name_sealed, SEAL_CONTEXT.name),
+      ...this.openContact(row),
       phone: this.pii.open(row.phone_sealed, SEAL_CONTEXT.phone),
-      email: row.email_sealed ? this.pii.open(row.email_sealed, SEAL_CONTEXT.email) : undefined,
       birthDate: this.pii.open(row.birth_date_sealed, SEAL_CONTEXT.birthDate),
       createdAt: row.created_at,
       updatedAt: row.updated_at,
+    };
+  }
+
+  /** Opens only what a message to the customer needs: their name and e-mail (undefined when none). */
+  openContact(row: CustomerRow): Pick<CustomerFields, "name" | "email"> {
+    return {
+      name: this.pii.open(row.name_sealed, SEAL_CONTEXT.name),
+      email: row.email_sealed ? this.pii.open(row.email_sealed, SEAL_CONTEXT.email) : undefined,
     };
   }
 
