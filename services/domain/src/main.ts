@@ -2,8 +2,8 @@ import { TokenSigner } from "../../kit/src/auth.js";
 import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js";
 import { ConfigError } from "../../kit/src/config.js";
 import { createKafka, createProducer } from "../../kit/src/kafka.js";
+import { OutboxRelay } from "../../kit/src/outbox-relay.js";
 import { readConfig } from "./config.js";
-import { OutboxRelay } from "./events/outbox-relay.js";
 import { PiiCipher, parseKeyRing } from "./pii/cipher.js";
 import { policy } from "./routes.js";
 import { createServer } from "./server.js";
@@ -32,6 +32,7 @@ await runUnit({
     ctx.lifecycle.onShutdown("flush", "kafka-producer", () => producer.disconnect());
     const relay = new OutboxRelay({
       knex,
+      table: "domain.outbox",
       producer,
       logger,
       batchSize: config.DOMAIN_OUTBOX_BATCH_SIZE,

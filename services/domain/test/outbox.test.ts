@@ -16,9 +16,9 @@ import { grpcClient } from "../../../test/support/clients.js";
 import { eventually, KAFKA_BROKERS, sleep, testLogger, unique } from "../../../test/support/env.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
 import { createKafka, createProducer } from "../../kit/src/kafka.js";
+import { OutboxRelay } from "../../kit/src/outbox-relay.js";
 import type { Knex } from "../../kit/src/postgres.js";
 import { TOPICS } from "../../kit/src/topics.js";
-import { OutboxRelay } from "../src/events/outbox-relay.js";
 import { newCustomer, ownPool } from "./pool-fixture.js";
 
 const GiB = 1024n ** 3n;
@@ -68,7 +68,7 @@ async function watch(topic: string, keys: Set<string>) {
 const events = (got: { value: Buffer }[]): DomainEvent[] => got.map((m) => fromBinary(DomainEventSchema, m.value));
 
 function relay(): OutboxRelay {
-  return new OutboxRelay({ knex, producer, logger, batchSize: 7, pollIntervalMs: 50 });
+  return new OutboxRelay({ knex, table: "domain.outbox", producer, logger, batchSize: 7, pollIntervalMs: 50 });
 }
 
 async function activate(): Promise<string> {

@@ -1,9 +1,39 @@
 import type { Producer } from "kafkajs";
 import type { Knex } from "knex";
-import type { Logger } from "../../../kit/src/logger.js";
+import type { Logger } from "./logger.js";
+
+/** One record of a unit's transactional outbox. */
+export interface OutboxRecord {
+  /** Deterministic: the same change always yields the same id; a second insert is ignored. */
+  eventId: string;
+  topic: string;
+  key: string;
+  payload: Uint8Array;
+  /** Record headers, e.g. the W3C traceparent of the request that made the change. */
+  headers?: Record<string, string>;
+}
+
+/** Writes a record into `table` (see OutboxRelayOptions.table) inside the change's transaction. */
+export async function enqueueOutbox(trx: Knex.Transaction, table: string, r: OutboxRecord): Promise<void> {
+  await trx(table)
+    .insert({
+      event_id: r.eventId,
+      topic: r.topic,
+      key: r.key,
+      payload: Buffer.from(r.payload),
+      headers: JSON.stringify(r.headers ?? {}),
+    })
+    .onConflict("event_id")
+    .ignore();
+}
 
 export interface OutboxRelayOptions {
   knex: Knex;
+  /**
+   * The unit's outbox table, schema-qualified (e.g. "domain.outbox"): outbox_id bigserial, event_id
+   * text unique, topic, key, payload bytea, headers jsonb, created_at, published_at.
+   */
+  table: string;
   producer: Producer;
   logger: Logger;
   /** Rows per round trip. */
@@ -50,8 +80,11 @@ export class OutboxRelay {
   private readonly log: Logger;
   private readonly batchSize: number;
   private readonly pollIntervalMs: number;
+  private readonly table: string;
 
   constructor(private readonly o: OutboxRelayOptions) {
+    if (!/^[a-z_][a-z0-9_]*\.[a-z_][a-z0-9_]*$/.test(o.table)) throw new Error(`bad outbox table name ${o.table}`);
+    this.table = o.table;
     this.log = o.logger.child({ component: "outbox-relay" });
     this.batchSize = o.batchSize ?? 500;
     this.pollIntervalMs = o.pollIntervalMs ?? 200;
@@ -100,15 +133,15 @@ export class OutboxRelay {
     return this.o.knex.transaction(async (trx) => {
       const { rows } = await trx.raw<{ rows: OutboxRow[] }>(
         `with batch as (
-           select outbox_id, key from domain.outbox
+           select outbox_id, key from ${this.table}
             where published_at is null
             order by outbox_id
             limit ?
             for update skip locked)
          select o.outbox_id, o.topic, o.key, o.payload, o.headers
-           from domain.outbox o join batch b on b.outbox_id = o.outbox_id
+           from ${this.table} o join batch b on b.outbox_id = o.outbox_id
           where not exists (
-            select 1 from domain.outbox e
+            select 1 from ${this.table} e
              where e.key = b.key and e.published_at is null and e.outbox_id < b.outbox_id
                and e.outbox_id not in (select outbox_id from batch))
           order by o.outbox_id`,
@@ -117,7 +150,7 @@ export class OutboxRelay {
       if (rows.length === 0) return 0;
       const sent = await this.publish(rows);
       if (sent.length > 0) {
-        await trx("domain.outbox")
+        await trx(this.table)
           .whereIn(
             "outbox_id",
             sent.map((r) => r.outbox_id),

@@ -17,9 +17,9 @@ import { rejects } from "../../../test/support/assertions.js";
 import { AUTH_KEYS, bearer, tokenFor, verifier } from "../../../test/support/auth.js";
 import { eventually, testLogger, unique } from "../../../test/support/env.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
-import { OutboxRelay } from "../../domain/src/events/outbox-relay.js";
 import { newCustomer, ownPool } from "../../domain/test/pool-fixture.js";
 import { fieldViolations } from "../../kit/src/errors.js";
+import { OutboxRelay } from "../../kit/src/outbox-relay.js";
 import type { RpcServer } from "../../kit/src/server.js";
 import { TOPICS } from "../../kit/src/topics.js";
 import { ServiceTokens, unitClient } from "../../kit/src/unit-client.js";
@@ -49,6 +49,7 @@ describe("usage unit with the domain unit", () => {
     await h.start({ pipeline: false });
     relay = new OutboxRelay({
       knex: units.knex.domain,
+      table: "domain.outbox",
       producer: h.producer,
       logger,
       batchSize: 500,

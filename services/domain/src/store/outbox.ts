@@ -3,34 +3,18 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { Knex } from "knex";
 import { type DomainEvent, DomainEventSchema } from "../../../../gen/telco/domain/v1/events_pb.js";
 import { type NotificationRequest, NotificationRequestSchema } from "../../../../gen/telco/message/v1/events_pb.js";
+import { enqueueOutbox, type OutboxRecord } from "../../../kit/src/outbox-relay.js";
 import { TOPICS } from "../../../kit/src/topics.js";
 
 /**
  * The transactional outbox: a change and the records that announce it commit together, and the
- * relay (events/outbox-relay.ts) publishes them afterwards. Nothing here talks to Kafka.
+ * relay (kit/src/outbox-relay.ts) publishes them afterwards. Nothing here talks to Kafka.
  */
 
-export interface OutboxRecord {
-  /** Deterministic: the same change always yields the same id; a second insert is ignored. */
-  eventId: string;
-  topic: string;
-  key: string;
-  payload: Uint8Array;
-  /** Record headers, e.g. the W3C traceparent of the request that made the change. */
-  headers?: Record<string, string>;
-}
+export type { OutboxRecord };
 
 export async function enqueue(trx: Knex.Transaction, r: OutboxRecord): Promise<void> {
-  await trx("domain.outbox")
-    .insert({
-      event_id: r.eventId,
-      topic: r.topic,
-      key: r.key,
-      payload: Buffer.from(r.payload),
-      headers: JSON.stringify(r.headers ?? {}),
-    })
-    .onConflict("event_id")
-    .ignore();
+  await enqueueOutbox(trx, "domain.outbox", r);
 }
 
 type EventCase = MessageInitShape<typeof DomainEventSchema>["event"];
