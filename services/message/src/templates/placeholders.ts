@@ -22,3 +22,12 @@ export function scanPlaceholders(text: string): { found: Placeholder[]; malforme
   if (stray >= 0) malformed.push("unbalanced '{{' or '}}'");
   return { found, malformed };
 }
+
+/**
+ * The text with each well-formed placeholder replaced by `value(name)`; the rest of the text is
+ * left exactly as written. Callers validate with scanPlaceholders first (templates are checked
+ * when saved).
+ */
+export function substitutePlaceholders(text: string, value: (name: string) => string): string {
+  return text.replace(PLACEHOLDER_RE, (whole, name: string) => (VARIABLE_NAME_RE.test(name) ? value(name) : whole));
+}
