@@ -36,6 +36,8 @@ before(async () => {
       LOG_LEVEL: "info",
       // The usage unit's consumers are tested on their own topics (services/usage/test).
       USAGE_COMPONENTS: "none",
+      // Likewise the message unit's intake, dispatcher and relay (services/message/test).
+      MESSAGE_COMPONENTS: "none",
       ...AUTH_ENV,
     });
     running.set(unit, { p, port });

@@ -20,6 +20,7 @@ import { createRedis, redisReady } from "../../services/kit/src/redis.js";
 import type { Listening, RpcServer } from "../../services/kit/src/server.js";
 import { policy as messagePolicy } from "../../services/message/src/routes.js";
 import { createServer as createMessageServer } from "../../services/message/src/server.js";
+import { MessageStore } from "../../services/message/src/store/message-store.js";
 import { TemplateStore } from "../../services/message/src/store/template-store.js";
 import { policy as usagePolicy } from "../../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../../services/usage/src/server.js";
@@ -45,13 +46,17 @@ export interface RunningUnits {
 
 /**
  * The four units in this process on port 0, on the real test database and Redis. `logs`: write
- * the units' logs there (level debug) instead of stdout, for tests that inspect them.
+ * the units' logs there (level debug) instead of stdout, for tests that inspect them. `clock`: the
+ * message unit's time (quiet hours, schedules) in tests that set it. `poolMax`: connections per
+ * unit (default 4).
  */
-export async function startUnits(opts: { logs?: NodeJS.WritableStream } = {}): Promise<RunningUnits> {
+export async function startUnits(
+  opts: { logs?: NodeJS.WritableStream; clock?: { now(): number }; poolMax?: number } = {},
+): Promise<RunningUnits> {
   await migrateAll(TEST_DATABASE_URL, undefined, () => {});
   const knex = {
-    domain: createKnex({ url: TEST_DATABASE_URL, schema: "domain", poolMax: 4 }),
-    message: createKnex({ url: TEST_DATABASE_URL, schema: "message", poolMax: 4 }),
+    domain: createKnex({ url: TEST_DATABASE_URL, schema: "domain", poolMax: opts.poolMax ?? 4 }),
+    message: createKnex({ url: TEST_DATABASE_URL, schema: "message", poolMax: opts.poolMax ?? 4 }),
     billing: createKnex({ url: TEST_DATABASE_URL, schema: "billing", poolMax: 4 }),
   };
   const redis = createRedis(TEST_REDIS_URL, testLogger("test"), "test");
@@ -64,7 +69,14 @@ export async function startUnits(opts: { logs?: NodeJS.WritableStream } = {}): P
   });
   const servers: Record<UnitName, RpcServer> = {
     usage: createUsageServer({ store: usageStore(redis) }, settings("usage", usagePolicy)),
-    message: createMessageServer({ templates: new TemplateStore(knex.message) }, settings("message", messagePolicy)),
+    message: createMessageServer(
+      {
+        templates: new TemplateStore(knex.message),
+        messages: new MessageStore(knex.message, { results: "message.results", requests: "notification.requests" }),
+        clock: opts.clock,
+      },
+      settings("message", messagePolicy),
+    ),
     domain: createDomainServer(
       {
         catalog: new CatalogStore(knex.domain),

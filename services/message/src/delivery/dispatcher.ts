@@ -1,0 +1,266 @@
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
+import type { SubscriptionService } from "../../../../gen/telco/domain/v1/subscription_pb.js";
+import type { Logger } from "../../../kit/src/logger.js";
+import type { Provider } from "../providers/provider.js";
+import { countSms } from "../sms/segments.js";
+import type { MessageRow, MessageStore } from "../store/message-store.js";
+import type { ChannelName, TemplateStore, TemplateVersionRow } from "../store/template-store.js";
+import { RenderError, renderTemplate } from "../templates/render.js";
+import type { Limits, RateLimit } from "./limits.js";
+import type { Clock, QuietWindow, ZonedTime } from "./quiet-hours.js";
+
+export interface DispatcherOptions {
+  store: MessageStore;
+  templates: TemplateStore;
+  limits: Limits;
+  providers: Map<ChannelName, Provider>;
+  domain: Client<typeof SubscriptionService>;
+  clock: Clock;
+  zone: ZonedTime;
+  quiet: QuietWindow | undefined;
+  rates: Record<ChannelName, RateLimit>;
+  dailyCap: number;
+  maxAttempts: number;
+  retryBaseMs: number;
+  retryMaxMs: number;
+  smsMaxSegments: number;
+  concurrency: number;
+  pollMs: number;
+  leaseMs: number;
+  logger: Logger;
+}
+
+/** Delay before retry n (1-based): exponential, capped, with "equal jitter" (half fixed, half random). */
+export function retryDelay(attempt: number, baseMs: number, maxMs: number, random = Math.random): number {
+  const exp = Math.min(maxMs, baseMs * 2 ** Math.max(0, attempt - 1));
+  return Math.round(exp / 2 + (exp / 2) * random());
+}
+
+/**
+ * Sends the messages that are due. Claims them from PostgreSQL (SKIP LOCKED: several dispatchers
+ * share the work), then per message: quiet hours and the line's daily cap (deferred, no attempt
+ * used), the recipient from the domain unit, the pinned template version rendered, the
+ * provider's rate slot (GCRA in Redis), and only then the send, recorded as "submitting" first so
+ * that a crash during it is never followed by a second send.
+ */
+export class Dispatcher {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly stop$ = new AbortController();
+  private wakeUp: (() => void) | undefined;
+  private lastRecovery = 0;
+  private readonly log: Logger;
+  /** Counts since start, for logs, benchmarks and tests. */
+  readonly stats = { sent: 0, failed: 0, retried: 0, deferred: 0, unknown: 0 };
+
+  constructor(private readonly o: DispatcherOptions) {
+    this.log = o.logger.child({ component: "dispatcher" });
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** Something became due (a new urgent message): look now instead of after the poll pause. */
+  wake(): void {
+    this.wakeUp?.();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stop$.abort();
+    this.wake();
+    await this.loop;
+    await Promise.allSettled([...this.inFlight]);
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        if (Date.now() - this.lastRecovery > 5_000) {
+          this.lastRecovery = Date.now();
+          const r = await this.o.store.recoverStale(new Date(this.o.clock.now()));
+          if (r.requeued + r.unknown > 0) this.log.warn(r, "recovered the claims of a stopped dispatcher");
+        }
+        const free = this.o.concurrency - this.inFlight.size;
+        const channels = [...this.o.providers.entries()].filter(([, p]) => p.available()).map(([c]) => c);
+        const rows =
+          free > 0 ? await this.o.store.claimDue(channels, new Date(this.o.clock.now()), free, this.o.leaseMs) : [];
+        for (const row of rows) {
+          const job = this.process(row).catch((e) => {
+            this.log.error({ message_id: row.message_id, err: (e as Error).message }, "dispatching a message failed");
+          });
+          this.inFlight.add(job);
+          void job.finally(() => {
+            this.inFlight.delete(job);
+            this.wake();
+          });
+        }
+        if (rows.length === 0 || this.inFlight.size >= this.o.concurrency) await this.pause(this.o.pollMs);
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, "dispatch round failed; retrying");
+        await this.pause(1_000);
+      }
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() {
+        clearTimeout(t);
+        resolve();
+      }
+      this.wakeUp = done;
+    });
+  }
+
+  /** Stored versions never change (the database refuses it), so each is read once. */
+  private readonly versions = new Map<string, Promise<TemplateVersionRow | undefined>>();
+  private version(id: string, version: number): Promise<TemplateVersionRow | undefined> {
+    const key = `${id}:${version}`;
+    let v = this.versions.get(key);
+    if (!v) {
+      v = this.o.templates.get(id, version);
+      if (this.versions.size > 10_000) this.versions.clear();
+      this.versions.set(key, v);
+      void v.then(
+        (r) => r ?? this.versions.delete(key),
+        () => this.versions.delete(key),
+      );
+    }
+    return v;
+  }
+
+  private now(): Date {
+    return new Date(this.o.clock.now());
+  }
+
+  /** One claimed message to its end (sent, failed) or back to waiting. */
+  private async process(row: MessageRow): Promise<void> {
+    const { store } = this.o;
+    const provider = this.o.providers.get(row.channel);
+    if (!provider) {
+      await store.fail(row.message_id, `no provider for channel ${row.channel}`, this.now());
+      return;
+    }
+    const nowMs = this.o.clock.now();
+    // Quiet hours: non-urgent messages wait for the morning.
+    const until = row.urgent ? undefined : this.o.zone.quietUntil(nowMs, this.o.quiet);
+    if (until !== undefined) {
+      this.stats.deferred++;
+      await store.requeue(row.message_id, new Date(until), "deferred", "quiet hours", this.now());
+      return;
+    }
+    // Recipient and text before any limit is spent on it.
+    let contact: { phoneNumber: string; email: string; name: string };
+    try {
+      contact = await this.o.domain.getLineContact({ subscriptionId: row.subscription_id });
+    } catch (e) {
+      const err = ConnectError.from(e);
+      if (err.code === Code.NotFound || err.code === Code.InvalidArgument) {
+        await store.fail(row.message_id, `recipient: ${err.rawMessage}`, this.now());
+        this.stats.failed++;
+      } else {
+        // The domain unit is not answering: try again shortly, no attempt used.
+        await store.requeue(row.message_id, new Date(nowMs + 2_000), "queued", "", this.now());
+      }
+      return;
+    }
+    const version = await this.version(row.template_id, row.template_version);
+    if (!version) {
+      await store.fail(
+        row.message_id,
+        `template ${row.template_id} version ${row.template_version} is gone`,
+        this.now(),
+      );
+      return;
+    }
+    let subject: string;
+    let body: string;
+    try {
+      ({ subject, body } = renderTemplate(version, { user_name: contact.name, ...row.variables }));
+    } catch (e) {
+      if (!(e instanceof RenderError)) throw e;
+      this.stats.failed++;
+      await store.fail(row.message_id, e.message, this.now());
+      return;
+    }
+    if (row.channel === "sms") {
+      const c = countSms(body, this.o.smsMaxSegments);
+      if (!c.fits) {
+        this.stats.failed++;
+        await store.fail(
+          row.message_id,
+          `text needs ${c.segments} SMS segments; at most ${this.o.smsMaxSegments}`,
+          this.now(),
+        );
+        return;
+      }
+    }
+    // The line's cap of the day (carrier time zone): over it, the message waits for tomorrow.
+    if (!(await this.o.limits.takeDaily(row.subscription_id, row.channel, this.o.zone.day(nowMs), this.o.dailyCap))) {
+      this.stats.deferred++;
+      const resume = this.o.zone.nextDayAt(nowMs, this.o.quiet?.endMin ?? 0);
+      await store.requeue(row.message_id, new Date(resume), "deferred", "daily cap reached", this.now());
+      return;
+    }
+    try {
+      await this.o.limits.acquire(provider.name, this.o.rates[row.channel], this.stop$.signal);
+    } catch {
+      // Stopping: nothing was written to the provider, so it is simply due again.
+      await store.requeue(row.message_id, this.now(), "queued", "", this.now());
+      return;
+    }
+    await store.markSubmitting(row.message_id, provider.name);
+    const outcome = await provider.send({
+      messageId: row.message_id,
+      subscriptionId: row.subscription_id,
+      phoneNumber: contact.phoneNumber,
+      email: contact.email,
+      subject,
+      body,
+    });
+    const at = this.now();
+    switch (outcome.kind) {
+      case "sent":
+        this.stats.sent++;
+        await store.recordSent(row.message_id, provider.name, outcome.providerIds, outcome.segments ?? 0, at);
+        return;
+      case "unavailable":
+        // Not handed over: due again once the provider is back; the attempt does not count.
+        await store.requeue(row.message_id, at, "queued", "", at);
+        await store.uncountAttempt(row.message_id);
+        return;
+      case "transient": {
+        const attempts = row.attempts + 1;
+        if (attempts >= this.o.maxAttempts) {
+          this.stats.failed++;
+          await store.fail(row.message_id, `${outcome.reason}; gave up after ${attempts} attempts`, at);
+          return;
+        }
+        this.stats.retried++;
+        const delay = retryDelay(attempts, this.o.retryBaseMs, this.o.retryMaxMs);
+        await store.requeue(
+          row.message_id,
+          new Date(at.getTime() + delay),
+          "queued",
+          `retry ${attempts}: ${outcome.reason}`,
+          at,
+        );
+        return;
+      }
+      case "permanent":
+        this.stats.failed++;
+        await store.fail(row.message_id, outcome.reason, at);
+        return;
+      case "unknown":
+        this.stats.unknown++;
+        await store.fail(row.message_id, `outcome unknown: ${outcome.reason}`, at);
+        return;
+    }
+  }
+}
