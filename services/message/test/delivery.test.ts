@@ -350,11 +350,11 @@ describe("message delivery", () => {
     await settled(written?.requestId as string, ["queued"]);
     await settled(notYet?.requestId as string, ["queued"]);
     // A dispatcher claims both and dies: one after it began writing to the SMSC, one before.
-    const claimed = await h.store.claimDue(["sms"], new Date(h.clock.now()), 100, 1);
+    const claimed = await h.store.claimDue(["sms"], new Date(h.clock.now()), 100, 300);
     const w = claimed.find((r) => r.request_id === written?.requestId);
     assert.ok(w && claimed.some((r) => r.request_id === notYet?.requestId));
-    await h.store.markSubmitting(w.message_id, "smpp");
-    await sleep(20);
+    assert.ok(await h.store.markSubmitting(w.message_id, w.claim_token as string, "smpp", 1));
+    await sleep(400);
     await h.startDispatcher();
     const unknown = await settled(written?.requestId as string, ["failed"]);
     assert.match(unknown.reason, /outcome unknown/);

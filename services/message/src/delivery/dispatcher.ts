@@ -152,13 +152,16 @@ export class Dispatcher {
     const until = row.urgent ? undefined : this.o.zone.quietUntil(nowMs, this.o.quiet);
     if (until !== undefined) {
       this.stats.deferred++;
-      await store.requeue(row.message_id, new Date(until), "deferred", "quiet hours", this.now());
+      await store.requeue(row.message_id, row.claim_token, new Date(until), "deferred", "quiet hours", this.now());
       return;
     }
     // Recipient and text before any limit is spent on it.
     let contact: { phoneNumber: string; email: string; name: string };
     try {
-      contact = await this.o.domain.getLineContact({ subscriptionId: row.subscription_id });
+      contact = await this.o.domain.getLineContact(
+        { subscriptionId: row.subscription_id },
+        { timeoutMs: Math.min(10_000, this.o.leaseMs / 4) },
+      );
     } catch (e) {
       const err = ConnectError.from(e);
       if (err.code === Code.NotFound || err.code === Code.InvalidArgument) {
@@ -166,7 +169,7 @@ export class Dispatcher {
         this.stats.failed++;
       } else {
         // The domain unit is not answering: try again shortly, no attempt used.
-        await store.requeue(row.message_id, new Date(nowMs + 2_000), "queued", "", this.now());
+        await store.requeue(row.message_id, row.claim_token, new Date(nowMs + 2_000), "queued", "", this.now());
       }
       return;
     }
@@ -202,20 +205,46 @@ export class Dispatcher {
       }
     }
     // The line's cap of the day (carrier time zone): over it, the message waits for tomorrow.
-    if (!(await this.o.limits.takeDaily(row.subscription_id, row.channel, this.o.zone.day(nowMs), this.o.dailyCap))) {
+    const day = this.o.zone.day(nowMs);
+    if (!(await this.o.limits.takeDaily(row.subscription_id, row.channel, day, this.o.dailyCap))) {
       this.stats.deferred++;
       const resume = this.o.zone.nextDayAt(nowMs, this.o.quiet?.endMin ?? 0);
-      await store.requeue(row.message_id, new Date(resume), "deferred", "daily cap reached", this.now());
+      await store.requeue(
+        row.message_id,
+        row.claim_token,
+        new Date(resume),
+        "deferred",
+        "daily cap reached",
+        this.now(),
+      );
       return;
     }
+    /** Not sent after all: the day's cap gets its send back. */
+    const giveBack = () => this.o.limits.giveBackDaily(row.subscription_id, row.channel, day, this.o.dailyCap);
     try {
-      await this.o.limits.acquire(provider.name, this.o.rates[row.channel], this.stop$.signal);
+      // One rate slot per submit: a concatenated SMS is one submit_sm per part. The wait is
+      // bounded well inside the claim's lease (else the claim could run out before the send).
+      const slots = row.channel === "sms" ? countSms(body, this.o.smsMaxSegments).segments : 1;
+      await this.o.limits.acquire(provider.name, this.o.rates[row.channel], this.stop$.signal, {
+        slots,
+        maxWaitMs: this.o.leaseMs / 2,
+      });
     } catch {
-      // Stopping: nothing was written to the provider, so it is simply due again.
-      await store.requeue(row.message_id, this.now(), "queued", "", this.now());
+      // Stopping, or the provider is too busy to get a slot within the lease: nothing was
+      // written to it, so the message is simply due again.
+      await giveBack();
+      await store.requeue(row.message_id, row.claim_token, this.now(), "queued", "", this.now());
       return;
     }
-    await store.markSubmitting(row.message_id, provider.name);
+    if (
+      !row.claim_token ||
+      !(await store.markSubmitting(row.message_id, row.claim_token, provider.name, this.o.leaseMs))
+    ) {
+      // The claim ran out (a stall longer than the lease): another dispatcher may have it now.
+      await giveBack();
+      this.log.warn({ message_id: row.message_id }, "claim ran out before the send; left to its new claim");
+      return;
+    }
     const outcome = await provider.send({
       messageId: row.message_id,
       subscriptionId: row.subscription_id,
@@ -228,12 +257,21 @@ export class Dispatcher {
     switch (outcome.kind) {
       case "sent":
         this.stats.sent++;
-        await store.recordSent(row.message_id, provider.name, outcome.providerIds, outcome.segments ?? 0, at);
-        return;
+        // It went out: recording it must not give up on a passing database error (the claim's
+        // recovery would then call it unknown), so it is tried a few times.
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await store.recordSent(row.message_id, provider.name, outcome.providerIds, outcome.segments ?? 0, at);
+            return;
+          } catch (e) {
+            if (attempt >= 5) throw e;
+            await new Promise((r) => setTimeout(r, 200 * attempt));
+          }
+        }
       case "unavailable":
         // Not handed over: due again once the provider is back; the attempt does not count.
-        await store.requeue(row.message_id, at, "queued", "", at);
-        await store.uncountAttempt(row.message_id);
+        await giveBack();
+        await store.requeue(row.message_id, null, at, "queued", "", at, { uncount: true });
         return;
       case "transient": {
         const attempts = row.attempts + 1;
@@ -243,9 +281,11 @@ export class Dispatcher {
           return;
         }
         this.stats.retried++;
+        await giveBack();
         const delay = retryDelay(attempts, this.o.retryBaseMs, this.o.retryMaxMs);
         await store.requeue(
           row.message_id,
+          row.claim_token,
           new Date(at.getTime() + delay),
           "queued",
           `retry ${attempts}: ${outcome.reason}`,

@@ -44,7 +44,18 @@ export interface RateLimit {
   burst: number;
 }
 
+/** Gives one send back (never below zero). KEYS[1] the line's counter of the day. */
+const GIVE_BACK = `
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then redis.call('DECR', KEYS[1]) end
+return 0
+`;
+
+const capKey = (subscriptionId: string, channel: string, day: string) =>
+  `message:{cap:${subscriptionId}}:${channel}:${day}`;
+
 type Scripted = RedisClient & {
+  msgGiveBack(key: string): Promise<number>;
   msgGcra(key: string, intervalUs: number, burst: number): Promise<number>;
   msgCap(key: string, cap: number, ttl: number): Promise<number>;
 };
@@ -55,27 +66,48 @@ export class Limits {
   constructor(redis: RedisClient) {
     redis.defineCommand("msgGcra", { numberOfKeys: 1, lua: GCRA });
     redis.defineCommand("msgCap", { numberOfKeys: 1, lua: CAP });
+    redis.defineCommand("msgGiveBack", { numberOfKeys: 1, lua: GIVE_BACK });
     this.r = redis as Scripted;
   }
 
-  /** Waits until the provider may send one more, then takes that slot. */
-  async acquire(provider: string, limit: RateLimit, signal?: AbortSignal): Promise<number> {
+  /**
+   * Waits until the provider may take `slots` more sends (one after the other), then takes them.
+   * Throws when stopped, or when the wait would pass `maxWaitMs` (the slots taken so far are
+   * spent: the limit errs on the side of sending less).
+   */
+  async acquire(
+    provider: string,
+    limit: RateLimit,
+    signal?: AbortSignal,
+    { slots = 1, maxWaitMs = Number.POSITIVE_INFINITY } = {},
+  ): Promise<number> {
     if (limit.perSecond <= 0) return 0;
-    const intervalUs = Math.max(1, Math.round(1_000_000 / limit.perSecond));
+    // Rounded up: the interval never comes out shorter than the rate allows.
+    const intervalUs = Math.max(1, Math.ceil(1_000_000 / limit.perSecond));
     let waited = 0;
-    for (;;) {
+    for (let taken = 0; taken < slots; ) {
       if (signal?.aborted) throw new Error("stopped while waiting for a send slot");
       const wait = await this.r.msgGcra(`message:{rate:${provider}}`, intervalUs, Math.max(1, limit.burst));
-      if (wait === 0) return waited;
+      if (wait === 0) {
+        taken++;
+        continue;
+      }
+      if (waited + wait > maxWaitMs) throw new Error(`no send slot within ${maxWaitMs} ms`);
       waited += wait;
       await new Promise((r) => setTimeout(r, wait));
     }
+    return waited;
   }
 
   /** Takes one of the line's sends of `day` (YYYY-MM-DD) on a channel; false when the cap is reached. */
   async takeDaily(subscriptionId: string, channel: string, day: string, cap: number): Promise<boolean> {
     if (cap <= 0) return true;
-    const key = `message:{cap:${subscriptionId}}:${channel}:${day}`;
-    return (await this.r.msgCap(key, cap, 2 * 86_400)) === 1;
+    return (await this.r.msgCap(capKey(subscriptionId, channel, day), cap, 2 * 86_400)) === 1;
+  }
+
+  /** Gives back a send takeDaily took for a message that did not go out after all. */
+  async giveBackDaily(subscriptionId: string, channel: string, day: string, cap: number): Promise<void> {
+    if (cap <= 0) return;
+    await this.r.msgGiveBack(capKey(subscriptionId, channel, day));
   }
 }

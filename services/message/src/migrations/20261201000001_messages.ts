@@ -26,6 +26,8 @@ export async function up(knex: Knex): Promise<void> {
       send_at timestamptz not null,
       attempts integer not null default 0,
       claimed_until timestamptz,
+      -- Which claim holds the message: a dispatcher whose claim ran out can no longer send it.
+      claim_token uuid,
       submitting_at timestamptz,
       provider text not null default '',
       reason text not null default '',

@@ -19,6 +19,9 @@ class PushProvider implements Provider {
     if (!/^https?:\/\//.test(this.url)) throw new Error("MESSAGE_PUSH_URL must be an http(s) URL");
     this.token = ctx.env.MESSAGE_PUSH_TOKEN ?? "";
     this.timeoutMs = Number(ctx.env.MESSAGE_PUSH_TIMEOUT_MS ?? 10_000);
+    if (!Number.isInteger(this.timeoutMs) || this.timeoutMs <= 0) {
+      throw new Error("MESSAGE_PUSH_TIMEOUT_MS must be a positive integer of milliseconds");
+    }
   }
 
   async start(): Promise<void> {}

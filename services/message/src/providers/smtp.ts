@@ -2,7 +2,9 @@ import nodemailer, { type Transporter } from "nodemailer";
 import type { Outcome, Outgoing, Provider, ProviderContext, ProviderModule } from "./provider.js";
 
 /** nodemailer error codes raised before the message was handed over (connect, greeting, TLS, auth). */
-const NOT_HANDED_OVER = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "ETLS", "EAUTH", "EPROTOCOL"]);
+const NOT_HANDED_OVER = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "EPROTOCOL"]);
+/** Refused credentials or TLS: retried as transient (they may be fixed), then dead-lettered. */
+const REFUSED_SETUP = new Set(["EAUTH", "ETLS"]);
 
 /**
  * E-mail over SMTP (nodemailer, pooled connections). The body is HTML (its variable values were
@@ -52,6 +54,7 @@ class SmtpProvider implements Provider {
         return { kind: "permanent", reason: `SMTP ${code} to ${err.command ?? "command"}` };
       if (code !== undefined && code >= 400)
         return { kind: "transient", reason: `SMTP ${code} to ${err.command ?? "command"}` };
+      if (err.code && REFUSED_SETUP.has(err.code)) return { kind: "transient", reason: `SMTP ${err.code}` };
       if (err.code && NOT_HANDED_OVER.has(err.code) && err.command !== "DATA" && err.command !== "DATA end") {
         this.lastFailure = Date.now();
         return { kind: "unavailable", reason: `SMTP server not reachable (${err.code})` };

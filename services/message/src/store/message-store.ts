@@ -32,6 +32,7 @@ export interface MessageRow {
   source_partition: number | null;
   source_offset: string | null;
   traceparent: string | null;
+  claim_token: string | null;
   created_at: Date;
   updated_at: Date;
 }
@@ -184,7 +185,7 @@ export class MessageStore {
     if (channels.length === 0) return [];
     const { rows } = await this.knex.raw<{ rows: MessageRow[] }>(
       `update message.messages m set status = 'sending', claimed_until = now() + (? * interval '1 millisecond'),
-              submitting_at = null, updated_at = now()
+              claim_token = gen_random_uuid(), submitting_at = null, updated_at = now()
         where m.message_id in (
           select message_id from message.messages
            where status in ('queued', 'deferred') and send_at <= ? and channel = any(?)
@@ -196,37 +197,57 @@ export class MessageStore {
     return rows;
   }
 
-  /** About to hand the message to its provider: from here a crash leaves its outcome unknown. */
-  async markSubmitting(id: string, provider: string): Promise<void> {
-    await this.knex("message.messages")
-      .where({ message_id: id, status: "sending" })
+  /**
+   * About to hand the message to its provider: from here a crash leaves its outcome unknown. Only
+   * while this claim still holds (its token, its lease renewed for the send): false means the
+   * claim ran out and the message is someone else's now, so it must not be sent.
+   */
+  async markSubmitting(id: string, claimToken: string, provider: string, leaseMs: number): Promise<boolean> {
+    const n = await this.knex("message.messages")
+      .where({ message_id: id, status: "sending", claim_token: claimToken })
+      .where("claimed_until", ">", this.knex.fn.now())
       .update({
         submitting_at: this.knex.fn.now(),
+        claimed_until: this.knex.raw("now() + (? * interval '1 millisecond')", [leaseMs]),
         attempts: this.knex.raw("attempts + 1"),
         provider,
         updated_at: this.knex.fn.now(),
       });
+    return n === 1;
   }
 
-  /** Back to waiting until `sendAt` (status deferred with a reason, or queued for a retry). */
-  async requeue(id: string, sendAt: Date, status: "queued" | "deferred", reason: string, now: Date): Promise<void> {
+  /**
+   * Back to waiting until `sendAt` (status deferred with a reason, or queued for a retry), if this
+   * claim still holds. `uncount`: the send it made did not reach the provider (no attempt used).
+   */
+  async requeue(
+    id: string,
+    claimToken: string | null,
+    sendAt: Date,
+    status: "queued" | "deferred",
+    reason: string,
+    now: Date,
+    { uncount = false } = {},
+  ): Promise<void> {
     await this.knex.transaction(async (trx) => {
-      const [row] = await trx("message.messages")
-        .where({ message_id: id, status: "sending" })
-        .update({ status, send_at: sendAt, claimed_until: null, submitting_at: null, reason, updated_at: trx.fn.now() })
+      const q = trx("message.messages").where({ message_id: id, status: "sending" });
+      if (claimToken) q.where({ claim_token: claimToken });
+      const [row] = await q
+        .update({
+          status,
+          send_at: sendAt,
+          claimed_until: null,
+          claim_token: null,
+          submitting_at: null,
+          reason,
+          updated_at: trx.fn.now(),
+          ...(uncount ? { attempts: trx.raw("greatest(attempts - 1, 0)") } : {}),
+        })
         .returning<MessageRow[]>("*");
       // Only a visible change is history: a retry is, waiting for a provider to come back is not.
       if (row && (status === "deferred" || reason.startsWith("retry")))
         await this.changed(trx, row, status, reason, now);
     });
-  }
-
-  /** The provider was not reachable after all: that send does not count as an attempt. */
-  async uncountAttempt(id: string): Promise<void> {
-    await this.knex("message.messages")
-      .where({ message_id: id })
-      .where("attempts", ">", 0)
-      .update({ attempts: this.knex.raw("attempts - 1") });
   }
 
   /** Handed over: sent, with the provider's ids of its parts (receipts that came first apply now). */
@@ -239,7 +260,8 @@ export class MessageStore {
         .returning<MessageRow[]>("*");
       if (!row) return;
       await this.changed(trx, row, "sent", "", now);
-      if (row.channel === "sms" && providerIds.length > 0) {
+      // An SMSC that answers without ids sends no receipts we could match: the message stays sent.
+      if (row.channel === "sms" && providerIds.length > 0 && providerIds.every((p) => p !== "")) {
         await lockParts(trx, providerIds);
         await trx("message.sms_parts")
           .insert(providerIds.map((smsc_message_id, i) => ({ smsc_message_id, message_id: id, part: i + 1 })))
@@ -300,7 +322,7 @@ export class MessageStore {
         const n = await this.knex("message.messages")
           .where({ message_id: s.message_id, status: "sending" })
           .whereNull("submitting_at")
-          .update({ status: "queued", claimed_until: null, updated_at: this.knex.fn.now() });
+          .update({ status: "queued", claimed_until: null, claim_token: null, updated_at: this.knex.fn.now() });
         requeued += n;
       } else {
         await this.fail(s.message_id, "outcome unknown: the sender stopped while handing it to the provider", now);
