@@ -1,3 +1,5 @@
+import { ZonedTime } from "../../kit/src/zoned-time.js";
+
 /**
  * Months in the carrier's time zone. An event's month is that of its occurrence time there; a
  * month's counters expire at its end (the start of the next month there) plus a grace period.
@@ -19,29 +21,20 @@ export interface Month {
 const pad = (n: number) => String(n).padStart(2, "0");
 
 export class MonthClock {
-  private readonly parts: Intl.DateTimeFormat;
+  private readonly zone: ZonedTime;
   private readonly cache = new Map<number, Month>();
   /** The last month looked up: most events of a batch fall in it. */
   private last: Month | undefined;
 
   constructor(readonly timeZone: string) {
-    this.parts = new Intl.DateTimeFormat("en-US", {
-      timeZone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
+    this.zone = new ZonedTime(timeZone);
   }
 
   /** The month that contains the instant `ms`. */
   monthOf(ms: number): Month {
     const l = this.last;
     if (l && ms >= l.startMs && ms < l.endMs) return l;
-    const f = this.fields(ms);
+    const f = this.zone.fields(ms);
     const m = this.month(f.year, f.month);
     this.last = m;
     return m;
@@ -78,25 +71,6 @@ export class MonthClock {
 
   /** The instant of 00:00 on the first of the month in the zone. */
   private localMidnight(year: number, month: number): number {
-    // Start from that wall time read as UTC, then correct by the zone's offset (twice: the offset
-    // at the first guess may differ across a DST change).
-    const wall = Date.UTC(year, month - 1, 1);
-    let t = wall;
-    for (let i = 0; i < 3; i++) {
-      const f = this.fields(t);
-      const seen = Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute, f.second);
-      const next = t + (wall - seen);
-      if (next === t) break;
-      t = next;
-    }
-    return t;
-  }
-
-  private fields(ms: number) {
-    const out = { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0 };
-    for (const p of this.parts.formatToParts(new Date(ms))) {
-      if (p.type in out) out[p.type as keyof typeof out] = Number(p.value);
-    }
-    return out;
+    return this.zone.instant(year, month, 1);
   }
 }

@@ -1,3 +1,5 @@
+import { ZonedTime as BaseZonedTime } from "../../../kit/src/zoned-time.js";
+
 /**
  * Quiet hours in the carrier's time zone: non-urgent messages due inside the window wait for its
  * end. The window may wrap midnight (21:00–08:00, the default). Exact with Intl (any IANA zone).
@@ -17,50 +19,8 @@ export function parseQuietHours(text: string): QuietWindow | undefined {
   return w.startMin === w.endMin ? undefined : w;
 }
 
-export class ZonedTime {
-  private readonly fmt: Intl.DateTimeFormat;
-
-  constructor(readonly timeZone: string) {
-    this.fmt = new Intl.DateTimeFormat("en-US", {
-      timeZone,
-      hourCycle: "h23",
-      year: "numeric",
-      month: "2-digit",
-      day: "2-digit",
-      hour: "2-digit",
-      minute: "2-digit",
-      second: "2-digit",
-    });
-  }
-
-  fields(ms: number) {
-    const out = { year: 0, month: 0, day: 0, hour: 0, minute: 0, second: 0 };
-    for (const p of this.fmt.formatToParts(new Date(ms))) {
-      if (p.type in out) out[p.type as keyof typeof out] = Number(p.value);
-    }
-    return out;
-  }
-
-  /** "YYYY-MM-DD" of the instant in the zone. */
-  day(ms: number): string {
-    const f = this.fields(ms);
-    return `${f.year}-${String(f.month).padStart(2, "0")}-${String(f.day).padStart(2, "0")}`;
-  }
-
-  /** The instant of a wall time in the zone (days may overflow: Date.UTC normalises them). */
-  instant(year: number, month: number, day: number, minuteOfDay: number): number {
-    const wall = Date.UTC(year, month - 1, day, 0, minuteOfDay);
-    let t = wall;
-    for (let i = 0; i < 3; i++) {
-      const f = this.fields(t);
-      const seen = Date.UTC(f.year, f.month - 1, f.day, f.hour, f.minute, f.second);
-      const next = t + (wall - seen);
-      if (next === t) break;
-      t = next;
-    }
-    return t;
-  }
-
+/** The carrier's wall clock, with the quiet-hours window and the daily caps' day boundary. */
+export class ZonedTime extends BaseZonedTime {
   /** When the window that holds `ms` ends; undefined when `ms` is outside quiet hours. */
   quietUntil(ms: number, w: QuietWindow | undefined): number | undefined {
     if (!w) return undefined;
