@@ -86,7 +86,7 @@ async function main() {
   const { Channel, NotificationKind } = await import("../gen/telco/message/v1/events_pb.js");
   const { VariableType } = await import("../gen/telco/message/v1/template_pb.js");
   // Database pools as a unit has them by default (MESSAGE_DB_POOL_MAX, DOMAIN_DB_POOL_MAX).
-  const h = new Harness({ poolMax: 10 });
+  const h = new Harness({ poolMax: 10, numbers: LINES + 10 });
   await h.start({
     concurrency: CONCURRENCY,
     rates: { sms: { perSecond: 0, burst: 1 }, email: { perSecond: 0, burst: 1 }, push: { perSecond: 0, burst: 1 } },

@@ -86,12 +86,13 @@ export class Harness {
   readonly dead: KafkaMessage[] = [];
   private readers: Consumer[] = [];
 
-  constructor(private readonly opts: { poolMax?: number } = {}) {}
+  /** `poolMax`: database connections per unit; `numbers`: free numbers for the lines it makes. */
+  constructor(private readonly opts: { poolMax?: number; numbers?: number } = {}) {}
 
   async start(settings: Partial<DispatcherOptions> = {}, env: Record<string, string> = {}): Promise<void> {
     await Promise.all([this.smsc.start(), this.smtp.start(), this.push.start()]);
     this.units = await startUnits({ clock: this.clock, poolMax: this.opts.poolMax });
-    await ownPool(this.units.knex.domain, 50);
+    await ownPool(this.units.knex.domain, this.opts.numbers ?? 50);
     this.kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "message-test", logger: this.logger });
     this.admin = this.kafka.admin();
     await this.admin.connect();
