@@ -19,6 +19,7 @@ import pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import { PiiCipher, parseKeyRing } from "../services/domain/src/pii/cipher.js";
 import { maskName } from "../services/domain/src/pii/normalise.js";
+import { ZonedTime } from "../services/kit/src/zoned-time.js";
 import { mulberry32 } from "./lib/random.js";
 import { migrateAll } from "./migrate.js";
 
@@ -242,36 +243,14 @@ export function personFor(k: number): Person {
 // ---------------------------------------------------------------------------------------------
 // Time: months in the carrier's time zone.
 
-function offsetMs(at: number, timeZone: string): number {
-  const parts = new Intl.DateTimeFormat("en-US", {
-    timeZone,
-    hourCycle: "h23",
-    year: "numeric",
-    month: "2-digit",
-    day: "2-digit",
-    hour: "2-digit",
-    minute: "2-digit",
-    second: "2-digit",
-  }).formatToParts(new Date(at));
-  const v = (t: string) => Number(parts.find((p) => p.type === t)?.value);
-  return Date.UTC(v("year"), v("month") - 1, v("day"), v("hour"), v("minute"), v("second")) - at;
-}
-
-/** Midnight starting day `day` of month `month` (1-based, may overflow) of `year` in the zone. */
-function zonedMidnight(year: number, month: number, day: number, timeZone: string): number {
-  const guess = Date.UTC(year, month - 1, day);
-  return guess - offsetMs(guess - offsetMs(guess, timeZone), timeZone);
-}
-
 function monthStarts(now: Date, timeZone: string) {
-  const local = new Date(now.getTime() + offsetMs(now.getTime(), timeZone));
-  const y = local.getUTCFullYear();
-  const m = local.getUTCMonth() + 1;
+  const zone = new ZonedTime(timeZone);
+  const { year: y, month: m } = zone.fields(now.getTime());
   return {
     /** First instant of last month, of this month. */
-    lastMonth: zonedMidnight(y, m - 1, 1, timeZone),
-    thisMonth: zonedMidnight(y, m, 1, timeZone),
-    dayOfLastMonth: (d: number) => zonedMidnight(y, m - 1, d, timeZone),
+    lastMonth: zone.instant(y, m - 1, 1),
+    thisMonth: zone.instant(y, m, 1),
+    dayOfLastMonth: (d: number) => zone.instant(y, m - 1, d),
   };
 }
 
