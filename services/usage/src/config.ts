@@ -47,7 +47,15 @@ export const spec = defineConfig({
     max: 365,
     default: 15,
     description:
-      "A month's counters expire this many days after the month ends (billing reads them meanwhile); events of the month are counted until then.",
+      "A month's counters expire this many days after billing closed it (CloseMonth); its events are counted until then, those after the close also as late usage for the next invoice.",
+  },
+  USAGE_MONTH_OPEN_MAX_DAYS: {
+    type: "int",
+    min: 1,
+    max: 365,
+    default: 45,
+    description:
+      "A month that billing has not closed keeps its counters this many days after it ends (then they expire on their own all the same).",
   },
   USAGE_MAX_CLOCK_SKEW_SECONDS: {
     type: "int",

@@ -40,6 +40,7 @@ await runUnit({
       layout,
       clock: new MonthClock(config.TIME_ZONE),
       graceMs: config.USAGE_MONTH_GRACE_DAYS * 86_400_000,
+      openMaxMs: config.USAGE_MONTH_OPEN_MAX_DAYS * 86_400_000,
     });
     const influx = new InfluxClient({ url: config.INFLUX_URL, db: config.INFLUX_DB, logger });
     const kafka = createKafka({ brokers: config.KAFKA_BROKERS, clientId: "usage", logger });

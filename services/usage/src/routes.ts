@@ -17,6 +17,8 @@ export const policy: Policy = {
   ListTopLines: STAFF,
   // Billing (the batch unit) reads every line's total of a month.
   StreamMonthTotals: ["service", "admin"],
+  CloseMonth: ["service", "admin"],
+  StreamLateUsage: ["service", "admin"],
   ReloadQuotas: ["admin", "service"],
 };
 

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telco/batch/v1/billing.proto.
  */
 export const file_telco_batch_v1_billing: GenFile = /*@__PURE__*/
-  fileDesc("Chx0ZWxjby9iYXRjaC92MS9iaWxsaW5nLnByb3RvEg50ZWxjby5iYXRjaC52MSLcAgoNU3RlcEV4ZWN1dGlvbhIZChFzdGVwX2V4ZWN1dGlvbl9pZBgBIAEoAxIRCglzdGVwX25hbWUYAiABKAkSKwoGc3RhdHVzGAMgASgOMhsudGVsY28uYmF0Y2gudjEuQmF0Y2hTdGF0dXMSEgoKcmVhZF9jb3VudBgEIAEoAxITCgt3cml0ZV9jb3VudBgFIAEoAxISCgpza2lwX2NvdW50GAYgASgDEhQKDGNvbW1pdF9jb3VudBgHIAEoAxIWCg5yb2xsYmFja19jb3VudBgIIAEoAxIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJZXhpdF9jb2RlGAsgASgJEhQKDGV4aXRfbWVzc2FnZRgMIAEoCSLaAwoMSm9iRXhlY3V0aW9uEhgKEGpvYl9leGVjdXRpb25faWQYASABKAMSFwoPam9iX2luc3RhbmNlX2lkGAIgASgDEhAKCGpvYl9uYW1lGAMgASgJEkAKCnBhcmFtZXRlcnMYBCADKAsyLC50ZWxjby5iYXRjaC52MS5Kb2JFeGVjdXRpb24uUGFyYW1ldGVyc0VudHJ5EisKBnN0YXR1cxgFIAEoDjIbLnRlbGNvLmJhdGNoLnYxLkJhdGNoU3RhdHVzEi4KCmNyZWF0ZWRfYXQYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnN0YXJ0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKCGVuZGVkX2F0GAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIRCglleGl0X2NvZGUYCSABKAkSFAoMZXhpdF9tZXNzYWdlGAogASgJEiwKBXN0ZXBzGAsgAygLMh0udGVsY28uYmF0Y2gudjEuU3RlcEV4ZWN1dGlvbhoxCg9QYXJhbWV0ZXJzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyChZHZXRKb2JFeGVjdXRpb25SZXF1ZXN0EhgKEGpvYl9leGVjdXRpb25faWQYASABKAMiSgoXR2V0Sm9iRXhlY3V0aW9uUmVzcG9uc2USLwoJZXhlY3V0aW9uGAEgASgLMhwudGVsY28uYmF0Y2gudjEuSm9iRXhlY3V0aW9uIlMKGExpc3RKb2JFeGVjdXRpb25zUmVxdWVzdBIQCghqb2JfbmFtZRgBIAEoCRIRCglwYWdlX3NpemUYAiABKAUSEgoKcGFnZV90b2tlbhgDIAEoCSJmChlMaXN0Sm9iRXhlY3V0aW9uc1Jlc3BvbnNlEjAKCmV4ZWN1dGlvbnMYASADKAsyHC50ZWxjby5iYXRjaC52MS5Kb2JFeGVjdXRpb24SFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJKuYBCgtCYXRjaFN0YXR1cxIcChhCQVRDSF9TVEFUVVNfVU5TUEVDSUZJRUQQABIZChVCQVRDSF9TVEFUVVNfU1RBUlRJTkcQARIYChRCQVRDSF9TVEFUVVNfU1RBUlRFRBACEhkKFUJBVENIX1NUQVRVU19TVE9QUElORxADEhgKFEJBVENIX1NUQVRVU19TVE9QUEVEEAQSGgoWQkFUQ0hfU1RBVFVTX0NPTVBMRVRFRBAFEhcKE0JBVENIX1NUQVRVU19GQUlMRUQQBhIaChZCQVRDSF9TVEFUVVNfQUJBTkRPTkVEEAcy6wEKEUJpbGxpbmdKb2JTZXJ2aWNlEmcKD0dldEpvYkV4ZWN1dGlvbhImLnRlbGNvLmJhdGNoLnYxLkdldEpvYkV4ZWN1dGlvblJlcXVlc3QaJy50ZWxjby5iYXRjaC52MS5HZXRKb2JFeGVjdXRpb25SZXNwb25zZSIDkAIBEm0KEUxpc3RKb2JFeGVjdXRpb25zEigudGVsY28uYmF0Y2gudjEuTGlzdEpvYkV4ZWN1dGlvbnNSZXF1ZXN0GikudGVsY28uYmF0Y2gudjEuTGlzdEpvYkV4ZWN1dGlvbnNSZXNwb25zZSIDkAIBYgZwcm90bzM", [file_google_protobuf_timestamp]);
+  fileDesc("Chx0ZWxjby9iYXRjaC92MS9iaWxsaW5nLnByb3RvEg50ZWxjby5iYXRjaC52MSKFAwoNU3RlcEV4ZWN1dGlvbhIZChFzdGVwX2V4ZWN1dGlvbl9pZBgBIAEoAxIRCglzdGVwX25hbWUYAiABKAkSKwoGc3RhdHVzGAMgASgOMhsudGVsY28uYmF0Y2gudjEuQmF0Y2hTdGF0dXMSEgoKcmVhZF9jb3VudBgEIAEoAxITCgt3cml0ZV9jb3VudBgFIAEoAxISCgpza2lwX2NvdW50GAYgASgDEhQKDGNvbW1pdF9jb3VudBgHIAEoAxIWCg5yb2xsYmFja19jb3VudBgIIAEoAxIuCgpzdGFydGVkX2F0GAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIsCghlbmRlZF9hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEQoJZXhpdF9jb2RlGAsgASgJEhQKDGV4aXRfbWVzc2FnZRgMIAEoCRITCgtpdGVtc190b3RhbBgNIAEoAxISCgppdGVtc19kb25lGA4gASgDIoMECgxKb2JFeGVjdXRpb24SGAoQam9iX2V4ZWN1dGlvbl9pZBgBIAEoAxIXCg9qb2JfaW5zdGFuY2VfaWQYAiABKAMSEAoIam9iX25hbWUYAyABKAkSQAoKcGFyYW1ldGVycxgEIAMoCzIsLnRlbGNvLmJhdGNoLnYxLkpvYkV4ZWN1dGlvbi5QYXJhbWV0ZXJzRW50cnkSKwoGc3RhdHVzGAUgASgOMhsudGVsY28uYmF0Y2gudjEuQmF0Y2hTdGF0dXMSLgoKY3JlYXRlZF9hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKc3RhcnRlZF9hdBgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLAoIZW5kZWRfYXQYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhEKCWV4aXRfY29kZRgJIAEoCRIUCgxleGl0X21lc3NhZ2UYCiABKAkSLAoFc3RlcHMYCyADKAsyHS50ZWxjby5iYXRjaC52MS5TdGVwRXhlY3V0aW9uEhMKC2l0ZW1zX3RvdGFsGAwgASgDEhIKCml0ZW1zX2RvbmUYDSABKAMaMQoPUGFyYW1ldGVyc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOwoWU3RhcnRCaWxsaW5nSm9iUmVxdWVzdBINCgVtb250aBgBIAEoCRISCgpwYXJ0aXRpb25zGAIgASgFIkoKF1N0YXJ0QmlsbGluZ0pvYlJlc3BvbnNlEi8KCWV4ZWN1dGlvbhgBIAEoCzIcLnRlbGNvLmJhdGNoLnYxLkpvYkV4ZWN1dGlvbiIzChdTdG9wSm9iRXhlY3V0aW9uUmVxdWVzdBIYChBqb2JfZXhlY3V0aW9uX2lkGAEgASgDIksKGFN0b3BKb2JFeGVjdXRpb25SZXNwb25zZRIvCglleGVjdXRpb24YASABKAsyHC50ZWxjby5iYXRjaC52MS5Kb2JFeGVjdXRpb24iNgoaUmVzdGFydEpvYkV4ZWN1dGlvblJlcXVlc3QSGAoQam9iX2V4ZWN1dGlvbl9pZBgBIAEoAyJOChtSZXN0YXJ0Sm9iRXhlY3V0aW9uUmVzcG9uc2USLwoJZXhlY3V0aW9uGAEgASgLMhwudGVsY28uYmF0Y2gudjEuSm9iRXhlY3V0aW9uIjQKGFdhdGNoSm9iRXhlY3V0aW9uUmVxdWVzdBIYChBqb2JfZXhlY3V0aW9uX2lkGAEgASgDIkwKGVdhdGNoSm9iRXhlY3V0aW9uUmVzcG9uc2USLwoJZXhlY3V0aW9uGAEgASgLMhwudGVsY28uYmF0Y2gudjEuSm9iRXhlY3V0aW9uIjIKFkdldEpvYkV4ZWN1dGlvblJlcXVlc3QSGAoQam9iX2V4ZWN1dGlvbl9pZBgBIAEoAyJKChdHZXRKb2JFeGVjdXRpb25SZXNwb25zZRIvCglleGVjdXRpb24YASABKAsyHC50ZWxjby5iYXRjaC52MS5Kb2JFeGVjdXRpb24iUwoYTGlzdEpvYkV4ZWN1dGlvbnNSZXF1ZXN0EhAKCGpvYl9uYW1lGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImYKGUxpc3RKb2JFeGVjdXRpb25zUmVzcG9uc2USMAoKZXhlY3V0aW9ucxgBIAMoCzIcLnRlbGNvLmJhdGNoLnYxLkpvYkV4ZWN1dGlvbhIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkq5gEKC0JhdGNoU3RhdHVzEhwKGEJBVENIX1NUQVRVU19VTlNQRUNJRklFRBAAEhkKFUJBVENIX1NUQVRVU19TVEFSVElORxABEhgKFEJBVENIX1NUQVRVU19TVEFSVEVEEAISGQoVQkFUQ0hfU1RBVFVTX1NUT1BQSU5HEAMSGAoUQkFUQ0hfU1RBVFVTX1NUT1BQRUQQBBIaChZCQVRDSF9TVEFUVVNfQ09NUExFVEVEEAUSFwoTQkFUQ0hfU1RBVFVTX0ZBSUxFRBAGEhoKFkJBVENIX1NUQVRVU19BQkFORE9ORUQQBzKgBQoRQmlsbGluZ0pvYlNlcnZpY2USZAoPU3RhcnRCaWxsaW5nSm9iEiYudGVsY28uYmF0Y2gudjEuU3RhcnRCaWxsaW5nSm9iUmVxdWVzdBonLnRlbGNvLmJhdGNoLnYxLlN0YXJ0QmlsbGluZ0pvYlJlc3BvbnNlIgASagoQU3RvcEpvYkV4ZWN1dGlvbhInLnRlbGNvLmJhdGNoLnYxLlN0b3BKb2JFeGVjdXRpb25SZXF1ZXN0GigudGVsY28uYmF0Y2gudjEuU3RvcEpvYkV4ZWN1dGlvblJlc3BvbnNlIgOQAgIScAoTUmVzdGFydEpvYkV4ZWN1dGlvbhIqLnRlbGNvLmJhdGNoLnYxLlJlc3RhcnRKb2JFeGVjdXRpb25SZXF1ZXN0GisudGVsY28uYmF0Y2gudjEuUmVzdGFydEpvYkV4ZWN1dGlvblJlc3BvbnNlIgASbwoRV2F0Y2hKb2JFeGVjdXRpb24SKC50ZWxjby5iYXRjaC52MS5XYXRjaEpvYkV4ZWN1dGlvblJlcXVlc3QaKS50ZWxjby5iYXRjaC52MS5XYXRjaEpvYkV4ZWN1dGlvblJlc3BvbnNlIgOQAgEwARJnCg9HZXRKb2JFeGVjdXRpb24SJi50ZWxjby5iYXRjaC52MS5HZXRKb2JFeGVjdXRpb25SZXF1ZXN0GicudGVsY28uYmF0Y2gudjEuR2V0Sm9iRXhlY3V0aW9uUmVzcG9uc2UiA5ACARJtChFMaXN0Sm9iRXhlY3V0aW9ucxIoLnRlbGNvLmJhdGNoLnYxLkxpc3RKb2JFeGVjdXRpb25zUmVxdWVzdBopLnRlbGNvLmJhdGNoLnYxLkxpc3RKb2JFeGVjdXRpb25zUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * One partition's step execution.
@@ -81,6 +81,20 @@ export type StepExecution = Message<"telco.batch.v1.StepExecution"> & {
    * @generated from field: string exit_message = 12;
    */
   exitMessage: string;
+
+  /**
+   * Items the step has to do in all (lines of the partition; 0 when not known up front).
+   *
+   * @generated from field: int64 items_total = 13;
+   */
+  itemsTotal: bigint;
+
+  /**
+   * Items done so far over every execution of the step (from its execution context).
+   *
+   * @generated from field: int64 items_done = 14;
+   */
+  itemsDone: bigint;
 };
 
 /**
@@ -151,9 +165,23 @@ export type JobExecution = Message<"telco.batch.v1.JobExecution"> & {
   exitMessage: string;
 
   /**
+   * This execution's step executions; a restart has only the steps it re-ran.
+   *
    * @generated from field: repeated telco.batch.v1.StepExecution steps = 11;
    */
   steps: StepExecution[];
+
+  /**
+   * Lines to bill and lines billed so far over every execution of the instance.
+   *
+   * @generated from field: int64 items_total = 12;
+   */
+  itemsTotal: bigint;
+
+  /**
+   * @generated from field: int64 items_done = 13;
+   */
+  itemsDone: bigint;
 };
 
 /**
@@ -162,6 +190,154 @@ export type JobExecution = Message<"telco.batch.v1.JobExecution"> & {
  */
 export const JobExecutionSchema: GenMessage<JobExecution> = /*@__PURE__*/
   messageDesc(file_telco_batch_v1_billing, 1);
+
+/**
+ * @generated from message telco.batch.v1.StartBillingJobRequest
+ */
+export type StartBillingJobRequest = Message<"telco.batch.v1.StartBillingJobRequest"> & {
+  /**
+   * "YYYY-MM", a month that has ended in the carrier's time zone. Required.
+   *
+   * @generated from field: string month = 1;
+   */
+  month: string;
+
+  /**
+   * Parallel partitions, 1..64; 0 = the batch unit's default. Only for a new instance: a restart
+   * keeps its partitions.
+   *
+   * @generated from field: int32 partitions = 2;
+   */
+  partitions: number;
+};
+
+/**
+ * Describes the message telco.batch.v1.StartBillingJobRequest.
+ * Use `create(StartBillingJobRequestSchema)` to create a new message.
+ */
+export const StartBillingJobRequestSchema: GenMessage<StartBillingJobRequest> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 2);
+
+/**
+ * @generated from message telco.batch.v1.StartBillingJobResponse
+ */
+export type StartBillingJobResponse = Message<"telco.batch.v1.StartBillingJobResponse"> & {
+  /**
+   * @generated from field: telco.batch.v1.JobExecution execution = 1;
+   */
+  execution?: JobExecution | undefined;
+};
+
+/**
+ * Describes the message telco.batch.v1.StartBillingJobResponse.
+ * Use `create(StartBillingJobResponseSchema)` to create a new message.
+ */
+export const StartBillingJobResponseSchema: GenMessage<StartBillingJobResponse> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 3);
+
+/**
+ * @generated from message telco.batch.v1.StopJobExecutionRequest
+ */
+export type StopJobExecutionRequest = Message<"telco.batch.v1.StopJobExecutionRequest"> & {
+  /**
+   * @generated from field: int64 job_execution_id = 1;
+   */
+  jobExecutionId: bigint;
+};
+
+/**
+ * Describes the message telco.batch.v1.StopJobExecutionRequest.
+ * Use `create(StopJobExecutionRequestSchema)` to create a new message.
+ */
+export const StopJobExecutionRequestSchema: GenMessage<StopJobExecutionRequest> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 4);
+
+/**
+ * @generated from message telco.batch.v1.StopJobExecutionResponse
+ */
+export type StopJobExecutionResponse = Message<"telco.batch.v1.StopJobExecutionResponse"> & {
+  /**
+   * @generated from field: telco.batch.v1.JobExecution execution = 1;
+   */
+  execution?: JobExecution | undefined;
+};
+
+/**
+ * Describes the message telco.batch.v1.StopJobExecutionResponse.
+ * Use `create(StopJobExecutionResponseSchema)` to create a new message.
+ */
+export const StopJobExecutionResponseSchema: GenMessage<StopJobExecutionResponse> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 5);
+
+/**
+ * @generated from message telco.batch.v1.RestartJobExecutionRequest
+ */
+export type RestartJobExecutionRequest = Message<"telco.batch.v1.RestartJobExecutionRequest"> & {
+  /**
+   * @generated from field: int64 job_execution_id = 1;
+   */
+  jobExecutionId: bigint;
+};
+
+/**
+ * Describes the message telco.batch.v1.RestartJobExecutionRequest.
+ * Use `create(RestartJobExecutionRequestSchema)` to create a new message.
+ */
+export const RestartJobExecutionRequestSchema: GenMessage<RestartJobExecutionRequest> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 6);
+
+/**
+ * @generated from message telco.batch.v1.RestartJobExecutionResponse
+ */
+export type RestartJobExecutionResponse = Message<"telco.batch.v1.RestartJobExecutionResponse"> & {
+  /**
+   * The new execution.
+   *
+   * @generated from field: telco.batch.v1.JobExecution execution = 1;
+   */
+  execution?: JobExecution | undefined;
+};
+
+/**
+ * Describes the message telco.batch.v1.RestartJobExecutionResponse.
+ * Use `create(RestartJobExecutionResponseSchema)` to create a new message.
+ */
+export const RestartJobExecutionResponseSchema: GenMessage<RestartJobExecutionResponse> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 7);
+
+/**
+ * @generated from message telco.batch.v1.WatchJobExecutionRequest
+ */
+export type WatchJobExecutionRequest = Message<"telco.batch.v1.WatchJobExecutionRequest"> & {
+  /**
+   * @generated from field: int64 job_execution_id = 1;
+   */
+  jobExecutionId: bigint;
+};
+
+/**
+ * Describes the message telco.batch.v1.WatchJobExecutionRequest.
+ * Use `create(WatchJobExecutionRequestSchema)` to create a new message.
+ */
+export const WatchJobExecutionRequestSchema: GenMessage<WatchJobExecutionRequest> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 8);
+
+/**
+ * @generated from message telco.batch.v1.WatchJobExecutionResponse
+ */
+export type WatchJobExecutionResponse = Message<"telco.batch.v1.WatchJobExecutionResponse"> & {
+  /**
+   * @generated from field: telco.batch.v1.JobExecution execution = 1;
+   */
+  execution?: JobExecution | undefined;
+};
+
+/**
+ * Describes the message telco.batch.v1.WatchJobExecutionResponse.
+ * Use `create(WatchJobExecutionResponseSchema)` to create a new message.
+ */
+export const WatchJobExecutionResponseSchema: GenMessage<WatchJobExecutionResponse> = /*@__PURE__*/
+  messageDesc(file_telco_batch_v1_billing, 9);
 
 /**
  * @generated from message telco.batch.v1.GetJobExecutionRequest
@@ -178,7 +354,7 @@ export type GetJobExecutionRequest = Message<"telco.batch.v1.GetJobExecutionRequ
  * Use `create(GetJobExecutionRequestSchema)` to create a new message.
  */
 export const GetJobExecutionRequestSchema: GenMessage<GetJobExecutionRequest> = /*@__PURE__*/
-  messageDesc(file_telco_batch_v1_billing, 2);
+  messageDesc(file_telco_batch_v1_billing, 10);
 
 /**
  * @generated from message telco.batch.v1.GetJobExecutionResponse
@@ -195,7 +371,7 @@ export type GetJobExecutionResponse = Message<"telco.batch.v1.GetJobExecutionRes
  * Use `create(GetJobExecutionResponseSchema)` to create a new message.
  */
 export const GetJobExecutionResponseSchema: GenMessage<GetJobExecutionResponse> = /*@__PURE__*/
-  messageDesc(file_telco_batch_v1_billing, 3);
+  messageDesc(file_telco_batch_v1_billing, 11);
 
 /**
  * @generated from message telco.batch.v1.ListJobExecutionsRequest
@@ -226,7 +402,7 @@ export type ListJobExecutionsRequest = Message<"telco.batch.v1.ListJobExecutions
  * Use `create(ListJobExecutionsRequestSchema)` to create a new message.
  */
 export const ListJobExecutionsRequestSchema: GenMessage<ListJobExecutionsRequest> = /*@__PURE__*/
-  messageDesc(file_telco_batch_v1_billing, 4);
+  messageDesc(file_telco_batch_v1_billing, 12);
 
 /**
  * @generated from message telco.batch.v1.ListJobExecutionsResponse
@@ -248,7 +424,7 @@ export type ListJobExecutionsResponse = Message<"telco.batch.v1.ListJobExecution
  * Use `create(ListJobExecutionsResponseSchema)` to create a new message.
  */
 export const ListJobExecutionsResponseSchema: GenMessage<ListJobExecutionsResponse> = /*@__PURE__*/
-  messageDesc(file_telco_batch_v1_billing, 5);
+  messageDesc(file_telco_batch_v1_billing, 13);
 
 /**
  * Status of a job or step execution (Spring Batch's BatchStatus).
@@ -309,6 +485,51 @@ export const BatchStatusSchema: GenEnum<BatchStatus> = /*@__PURE__*/
  * @generated from service telco.batch.v1.BillingJobService
  */
 export const BillingJobService: GenService<{
+  /**
+   * Starts the monthly billing job for a month: a new job instance, or a new execution of the
+   * month's instance whose last execution failed or was stopped (a restart). Refused with
+   * ALREADY_EXISTS while an execution of the month runs, FAILED_PRECONDITION once it completed.
+   * Returns at once; the job runs in the batch unit.
+   *
+   * @generated from rpc telco.batch.v1.BillingJobService.StartBillingJob
+   */
+  startBillingJob: {
+    methodKind: "unary";
+    input: typeof StartBillingJobRequestSchema;
+    output: typeof StartBillingJobResponseSchema;
+  },
+  /**
+   * Asks a running execution to stop after the chunks in hand (it ends STOPPED and can be
+   * restarted); an execution whose process died is marked STOPPED at once.
+   *
+   * @generated from rpc telco.batch.v1.BillingJobService.StopJobExecution
+   */
+  stopJobExecution: {
+    methodKind: "unary";
+    input: typeof StopJobExecutionRequestSchema;
+    output: typeof StopJobExecutionResponseSchema;
+  },
+  /**
+   * Restarts a FAILED or STOPPED execution (the newest of its instance): a new execution runs
+   * only the steps and partitions that did not complete, each from its last committed chunk.
+   *
+   * @generated from rpc telco.batch.v1.BillingJobService.RestartJobExecution
+   */
+  restartJobExecution: {
+    methodKind: "unary";
+    input: typeof RestartJobExecutionRequestSchema;
+    output: typeof RestartJobExecutionResponseSchema;
+  },
+  /**
+   * The execution now, then again each time its progress changes, until it ends.
+   *
+   * @generated from rpc telco.batch.v1.BillingJobService.WatchJobExecution
+   */
+  watchJobExecution: {
+    methodKind: "server_streaming";
+    input: typeof WatchJobExecutionRequestSchema;
+    output: typeof WatchJobExecutionResponseSchema;
+  },
   /**
    * One execution with its step executions.
    *

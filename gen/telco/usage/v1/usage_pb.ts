@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file telco/usage/v1/usage.proto.
  */
 export const file_telco_usage_v1_usage: GenFile = /*@__PURE__*/
-  fileDesc("Chp0ZWxjby91c2FnZS92MS91c2FnZS5wcm90bxIOdGVsY28udXNhZ2UudjEiPQoTR2V0TGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSDQoFbW9udGgYAiABKAkipQEKFEdldExpbmVVc2FnZVJlc3BvbnNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRINCgVtb250aBgCIAEoCRISCgp1c2VkX2J5dGVzGAMgASgEEhMKC3F1b3RhX2J5dGVzGAQgASgEEhYKDmFsZXJ0ZWRfbGV2ZWxzGAUgAygNEg8KB3BlcmNlbnQYBiABKAESEwoLcXVvdGFfa25vd24YByABKAgiQwoTU2V0TGluZVF1b3RhUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEwoLcXVvdGFfYnl0ZXMYAiABKAQiRAoUU2V0TGluZVF1b3RhUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhMKC3F1b3RhX2J5dGVzGAIgASgEIrABChpHZXRMaW5lVXNhZ2VIaXN0b3J5UmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSKAoEZnJvbRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBHN0ZXAYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iiwEKG0dldExpbmVVc2FnZUhpc3RvcnlSZXNwb25zZRIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSJwoEc3RlcBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZwb2ludHMYAyADKAsyGi50ZWxjby51c2FnZS52MS5Vc2FnZVBvaW50IkYKClVzYWdlUG9pbnQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWJ5dGVzGAIgASgEIjAKFVdhdGNoTGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkiTQoWV2F0Y2hMaW5lVXNhZ2VSZXNwb25zZRIzCgV1c2FnZRgBIAEoCzIkLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZVJlc3BvbnNlIjMKE0xpc3RUb3BMaW5lc1JlcXVlc3QSDQoFbW9udGgYASABKAkSDQoFbGltaXQYAiABKAUiSwoUTGlzdFRvcExpbmVzUmVzcG9uc2USMwoFbGluZXMYASADKAsyJC50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VSZXNwb25zZSI8ChhTdHJlYW1Nb250aFRvdGFsc1JlcXVlc3QSDQoFbW9udGgYASABKAkSEQoJcGFnZV9zaXplGAIgASgFIkYKGVN0cmVhbU1vbnRoVG90YWxzUmVzcG9uc2USKQoGdG90YWxzGAEgAygLMhkudGVsY28udXNhZ2UudjEuTGluZVRvdGFsIjgKCUxpbmVUb3RhbBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEgoKdXNlZF9ieXRlcxgCIAEoBCIVChNSZWxvYWRRdW90YXNSZXF1ZXN0IiwKFFJlbG9hZFF1b3Rhc1Jlc3BvbnNlEhQKDGxpbmVzX2xvYWRlZBgBIAEoBDLZBQoMVXNhZ2VTZXJ2aWNlEl4KDEdldExpbmVVc2FnZRIjLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZVJlcXVlc3QaJC50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VSZXNwb25zZSIDkAIBEl4KDFNldExpbmVRdW90YRIjLnRlbGNvLnVzYWdlLnYxLlNldExpbmVRdW90YVJlcXVlc3QaJC50ZWxjby51c2FnZS52MS5TZXRMaW5lUXVvdGFSZXNwb25zZSIDkAICEnMKE0dldExpbmVVc2FnZUhpc3RvcnkSKi50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VIaXN0b3J5UmVxdWVzdBorLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZUhpc3RvcnlSZXNwb25zZSIDkAIBEmYKDldhdGNoTGluZVVzYWdlEiUudGVsY28udXNhZ2UudjEuV2F0Y2hMaW5lVXNhZ2VSZXF1ZXN0GiYudGVsY28udXNhZ2UudjEuV2F0Y2hMaW5lVXNhZ2VSZXNwb25zZSIDkAIBMAESXgoMTGlzdFRvcExpbmVzEiMudGVsY28udXNhZ2UudjEuTGlzdFRvcExpbmVzUmVxdWVzdBokLnRlbGNvLnVzYWdlLnYxLkxpc3RUb3BMaW5lc1Jlc3BvbnNlIgOQAgESbwoRU3RyZWFtTW9udGhUb3RhbHMSKC50ZWxjby51c2FnZS52MS5TdHJlYW1Nb250aFRvdGFsc1JlcXVlc3QaKS50ZWxjby51c2FnZS52MS5TdHJlYW1Nb250aFRvdGFsc1Jlc3BvbnNlIgOQAgEwARJbCgxSZWxvYWRRdW90YXMSIy50ZWxjby51c2FnZS52MS5SZWxvYWRRdW90YXNSZXF1ZXN0GiQudGVsY28udXNhZ2UudjEuUmVsb2FkUXVvdGFzUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
+  fileDesc("Chp0ZWxjby91c2FnZS92MS91c2FnZS5wcm90bxIOdGVsY28udXNhZ2UudjEiPQoTR2V0TGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSDQoFbW9udGgYAiABKAkipQEKFEdldExpbmVVc2FnZVJlc3BvbnNlEhcKD3N1YnNjcmlwdGlvbl9pZBgBIAEoCRINCgVtb250aBgCIAEoCRISCgp1c2VkX2J5dGVzGAMgASgEEhMKC3F1b3RhX2J5dGVzGAQgASgEEhYKDmFsZXJ0ZWRfbGV2ZWxzGAUgAygNEg8KB3BlcmNlbnQYBiABKAESEwoLcXVvdGFfa25vd24YByABKAgiQwoTU2V0TGluZVF1b3RhUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEwoLcXVvdGFfYnl0ZXMYAiABKAQiRAoUU2V0TGluZVF1b3RhUmVzcG9uc2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEhMKC3F1b3RhX2J5dGVzGAIgASgEIrABChpHZXRMaW5lVXNhZ2VIaXN0b3J5UmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSKAoEZnJvbRgCIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASJgoCdG8YAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEicKBHN0ZXAYBCABKAsyGS5nb29nbGUucHJvdG9idWYuRHVyYXRpb24iiwEKG0dldExpbmVVc2FnZUhpc3RvcnlSZXNwb25zZRIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSJwoEc3RlcBgCIAEoCzIZLmdvb2dsZS5wcm90b2J1Zi5EdXJhdGlvbhIqCgZwb2ludHMYAyADKAsyGi50ZWxjby51c2FnZS52MS5Vc2FnZVBvaW50IkYKClVzYWdlUG9pbnQSKQoFc3RhcnQYASABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg0KBWJ5dGVzGAIgASgEIjAKFVdhdGNoTGluZVVzYWdlUmVxdWVzdBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkiTQoWV2F0Y2hMaW5lVXNhZ2VSZXNwb25zZRIzCgV1c2FnZRgBIAEoCzIkLnRlbGNvLnVzYWdlLnYxLkdldExpbmVVc2FnZVJlc3BvbnNlIjMKE0xpc3RUb3BMaW5lc1JlcXVlc3QSDQoFbW9udGgYASABKAkSDQoFbGltaXQYAiABKAUiSwoUTGlzdFRvcExpbmVzUmVzcG9uc2USMwoFbGluZXMYASADKAsyJC50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VSZXNwb25zZSI8ChhTdHJlYW1Nb250aFRvdGFsc1JlcXVlc3QSDQoFbW9udGgYASABKAkSEQoJcGFnZV9zaXplGAIgASgFIkYKGVN0cmVhbU1vbnRoVG90YWxzUmVzcG9uc2USKQoGdG90YWxzGAEgAygLMhkudGVsY28udXNhZ2UudjEuTGluZVRvdGFsIjgKCUxpbmVUb3RhbBIXCg9zdWJzY3JpcHRpb25faWQYASABKAkSEgoKdXNlZF9ieXRlcxgCIAEoBCIiChFDbG9zZU1vbnRoUmVxdWVzdBINCgVtb250aBgBIAEoCSJbChJDbG9zZU1vbnRoUmVzcG9uc2USLQoJY2xvc2VkX2F0GAEgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIWCg5hbHJlYWR5X2Nsb3NlZBgCIAEoCCIrChZTdHJlYW1MYXRlVXNhZ2VSZXF1ZXN0EhEKCXBhZ2Vfc2l6ZRgBIAEoBSJDChdTdHJlYW1MYXRlVXNhZ2VSZXNwb25zZRIoCgV1c2FnZRgBIAMoCzIZLnRlbGNvLnVzYWdlLnYxLkxhdGVVc2FnZSJHCglMYXRlVXNhZ2USFwoPc3Vic2NyaXB0aW9uX2lkGAEgASgJEg0KBW1vbnRoGAIgASgJEhIKCmxhdGVfYnl0ZXMYAyABKAQiFQoTUmVsb2FkUXVvdGFzUmVxdWVzdCIsChRSZWxvYWRRdW90YXNSZXNwb25zZRIUCgxsaW5lc19sb2FkZWQYASABKAQyngcKDFVzYWdlU2VydmljZRJeCgxHZXRMaW5lVXNhZ2USIy50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VSZXF1ZXN0GiQudGVsY28udXNhZ2UudjEuR2V0TGluZVVzYWdlUmVzcG9uc2UiA5ACARJeCgxTZXRMaW5lUXVvdGESIy50ZWxjby51c2FnZS52MS5TZXRMaW5lUXVvdGFSZXF1ZXN0GiQudGVsY28udXNhZ2UudjEuU2V0TGluZVF1b3RhUmVzcG9uc2UiA5ACAhJzChNHZXRMaW5lVXNhZ2VIaXN0b3J5EioudGVsY28udXNhZ2UudjEuR2V0TGluZVVzYWdlSGlzdG9yeVJlcXVlc3QaKy50ZWxjby51c2FnZS52MS5HZXRMaW5lVXNhZ2VIaXN0b3J5UmVzcG9uc2UiA5ACARJmCg5XYXRjaExpbmVVc2FnZRIlLnRlbGNvLnVzYWdlLnYxLldhdGNoTGluZVVzYWdlUmVxdWVzdBomLnRlbGNvLnVzYWdlLnYxLldhdGNoTGluZVVzYWdlUmVzcG9uc2UiA5ACATABEl4KDExpc3RUb3BMaW5lcxIjLnRlbGNvLnVzYWdlLnYxLkxpc3RUb3BMaW5lc1JlcXVlc3QaJC50ZWxjby51c2FnZS52MS5MaXN0VG9wTGluZXNSZXNwb25zZSIDkAIBEm8KEVN0cmVhbU1vbnRoVG90YWxzEigudGVsY28udXNhZ2UudjEuU3RyZWFtTW9udGhUb3RhbHNSZXF1ZXN0GikudGVsY28udXNhZ2UudjEuU3RyZWFtTW9udGhUb3RhbHNSZXNwb25zZSIDkAIBMAESWAoKQ2xvc2VNb250aBIhLnRlbGNvLnVzYWdlLnYxLkNsb3NlTW9udGhSZXF1ZXN0GiIudGVsY28udXNhZ2UudjEuQ2xvc2VNb250aFJlc3BvbnNlIgOQAgISaQoPU3RyZWFtTGF0ZVVzYWdlEiYudGVsY28udXNhZ2UudjEuU3RyZWFtTGF0ZVVzYWdlUmVxdWVzdBonLnRlbGNvLnVzYWdlLnYxLlN0cmVhbUxhdGVVc2FnZVJlc3BvbnNlIgOQAgEwARJbCgxSZWxvYWRRdW90YXMSIy50ZWxjby51c2FnZS52MS5SZWxvYWRRdW90YXNSZXF1ZXN0GiQudGVsY28udXNhZ2UudjEuUmVsb2FkUXVvdGFzUmVzcG9uc2UiAGIGcHJvdG8z", [file_google_protobuf_duration, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message telco.usage.v1.GetLineUsageRequest
@@ -389,6 +389,116 @@ export const LineTotalSchema: GenMessage<LineTotal> = /*@__PURE__*/
   messageDesc(file_telco_usage_v1_usage, 13);
 
 /**
+ * @generated from message telco.usage.v1.CloseMonthRequest
+ */
+export type CloseMonthRequest = Message<"telco.usage.v1.CloseMonthRequest"> & {
+  /**
+   * "YYYY-MM". Required.
+   *
+   * @generated from field: string month = 1;
+   */
+  month: string;
+};
+
+/**
+ * Describes the message telco.usage.v1.CloseMonthRequest.
+ * Use `create(CloseMonthRequestSchema)` to create a new message.
+ */
+export const CloseMonthRequestSchema: GenMessage<CloseMonthRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 14);
+
+/**
+ * @generated from message telco.usage.v1.CloseMonthResponse
+ */
+export type CloseMonthResponse = Message<"telco.usage.v1.CloseMonthResponse"> & {
+  /**
+   * @generated from field: google.protobuf.Timestamp closed_at = 1;
+   */
+  closedAt?: Timestamp | undefined;
+
+  /**
+   * The month was closed before (closed_at is that first close).
+   *
+   * @generated from field: bool already_closed = 2;
+   */
+  alreadyClosed: boolean;
+};
+
+/**
+ * Describes the message telco.usage.v1.CloseMonthResponse.
+ * Use `create(CloseMonthResponseSchema)` to create a new message.
+ */
+export const CloseMonthResponseSchema: GenMessage<CloseMonthResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 15);
+
+/**
+ * @generated from message telco.usage.v1.StreamLateUsageRequest
+ */
+export type StreamLateUsageRequest = Message<"telco.usage.v1.StreamLateUsageRequest"> & {
+  /**
+   * Entries per streamed message, 1..10000; 0 = 5000.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+};
+
+/**
+ * Describes the message telco.usage.v1.StreamLateUsageRequest.
+ * Use `create(StreamLateUsageRequestSchema)` to create a new message.
+ */
+export const StreamLateUsageRequestSchema: GenMessage<StreamLateUsageRequest> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 16);
+
+/**
+ * @generated from message telco.usage.v1.StreamLateUsageResponse
+ */
+export type StreamLateUsageResponse = Message<"telco.usage.v1.StreamLateUsageResponse"> & {
+  /**
+   * @generated from field: repeated telco.usage.v1.LateUsage usage = 1;
+   */
+  usage: LateUsage[];
+};
+
+/**
+ * Describes the message telco.usage.v1.StreamLateUsageResponse.
+ * Use `create(StreamLateUsageResponseSchema)` to create a new message.
+ */
+export const StreamLateUsageResponseSchema: GenMessage<StreamLateUsageResponse> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 17);
+
+/**
+ * Bytes of a closed month counted after its close.
+ *
+ * @generated from message telco.usage.v1.LateUsage
+ */
+export type LateUsage = Message<"telco.usage.v1.LateUsage"> & {
+  /**
+   * @generated from field: string subscription_id = 1;
+   */
+  subscriptionId: string;
+
+  /**
+   * "YYYY-MM" the usage belongs to.
+   *
+   * @generated from field: string month = 2;
+   */
+  month: string;
+
+  /**
+   * @generated from field: uint64 late_bytes = 3;
+   */
+  lateBytes: bigint;
+};
+
+/**
+ * Describes the message telco.usage.v1.LateUsage.
+ * Use `create(LateUsageSchema)` to create a new message.
+ */
+export const LateUsageSchema: GenMessage<LateUsage> = /*@__PURE__*/
+  messageDesc(file_telco_usage_v1_usage, 18);
+
+/**
  * @generated from message telco.usage.v1.ReloadQuotasRequest
  */
 export type ReloadQuotasRequest = Message<"telco.usage.v1.ReloadQuotasRequest"> & {
@@ -399,7 +509,7 @@ export type ReloadQuotasRequest = Message<"telco.usage.v1.ReloadQuotasRequest"> 
  * Use `create(ReloadQuotasRequestSchema)` to create a new message.
  */
 export const ReloadQuotasRequestSchema: GenMessage<ReloadQuotasRequest> = /*@__PURE__*/
-  messageDesc(file_telco_usage_v1_usage, 14);
+  messageDesc(file_telco_usage_v1_usage, 19);
 
 /**
  * @generated from message telco.usage.v1.ReloadQuotasResponse
@@ -418,7 +528,7 @@ export type ReloadQuotasResponse = Message<"telco.usage.v1.ReloadQuotasResponse"
  * Use `create(ReloadQuotasResponseSchema)` to create a new message.
  */
 export const ReloadQuotasResponseSchema: GenMessage<ReloadQuotasResponse> = /*@__PURE__*/
-  messageDesc(file_telco_usage_v1_usage, 15);
+  messageDesc(file_telco_usage_v1_usage, 20);
 
 /**
  * Live usage of subscriber lines.
@@ -478,7 +588,8 @@ export const UsageService: GenService<{
     output: typeof ListTopLinesResponseSchema;
   },
   /**
-   * Every line's total of a month, in pages (billing reads this).
+   * Every line's total of a month, in pages (billing reads this). For a month closed for billing
+   * (CloseMonth): the totals at its close.
    *
    * @generated from rpc telco.usage.v1.UsageService.StreamMonthTotals
    */
@@ -486,6 +597,31 @@ export const UsageService: GenService<{
     methodKind: "server_streaming";
     input: typeof StreamMonthTotalsRequestSchema;
     output: typeof StreamMonthTotalsResponseSchema;
+  },
+  /**
+   * Closes a month for billing (the batch unit, before it reads the month's totals). From then on
+   * StreamMonthTotals answers the month's totals as they were at the close, on every read; usage
+   * of the month still arriving is counted in it and also kept as late usage (StreamLateUsage) for
+   * the next invoice; the month's counters expire USAGE_MONTH_GRACE_DAYS after the close. Closing
+   * a month again keeps the first close. FAILED_PRECONDITION for a month that has not ended.
+   *
+   * @generated from rpc telco.usage.v1.UsageService.CloseMonth
+   */
+  closeMonth: {
+    methodKind: "unary";
+    input: typeof CloseMonthRequestSchema;
+    output: typeof CloseMonthResponseSchema;
+  },
+  /**
+   * Usage of closed months counted after their close, per line and month: cumulative bytes
+   * (billing bills what it has not billed yet).
+   *
+   * @generated from rpc telco.usage.v1.UsageService.StreamLateUsage
+   */
+  streamLateUsage: {
+    methodKind: "server_streaming";
+    input: typeof StreamLateUsageRequestSchema;
+    output: typeof StreamLateUsageResponseSchema;
   },
   /**
    * Loads every line's quota again from the domain unit.

@@ -13,6 +13,9 @@ export interface JobExecutionRow {
   ended_at: Date | null;
   exit_code: string;
   exit_message: string;
+  /** Lines of the month to bill and billed so far, over every execution of the instance. */
+  items_total: string;
+  items_done: string;
 }
 
 export interface StepExecutionRow {
@@ -29,6 +32,7 @@ export interface StepExecutionRow {
   ended_at: Date | null;
   exit_code: string;
   exit_message: string;
+  context: { count?: number; written?: number; sent?: number; lines?: number } | null;
 }
 
 const EXECUTION_COLUMNS = [
@@ -44,13 +48,25 @@ const EXECUTION_COLUMNS = [
   "e.exit_message",
 ];
 
+/** Σ count / written of the newest step execution of each partition of the instance. */
+const PROGRESS = `(select coalesce(sum((x.context->>'{f}')::bigint), 0) from (
+    select distinct on (s.step_name) s.step_execution_id from billing.step_execution s
+      join billing.job_execution e2 using (job_execution_id)
+     where e2.job_instance_id = e.job_instance_id and e2.job_execution_id <= e.job_execution_id
+       and s.step_name like 'bill-lines:partition-%' order by s.step_name, s.step_execution_id desc) p
+    join billing.step_execution_context x using (step_execution_id))`;
+
 export class JobRepository {
   constructor(private readonly knex: Knex) {}
 
   private executions() {
     return this.knex("job_execution as e")
       .join("job_instance as i", "i.job_instance_id", "e.job_instance_id")
-      .select<JobExecutionRow[]>(EXECUTION_COLUMNS);
+      .select<JobExecutionRow[]>([
+        ...EXECUTION_COLUMNS,
+        this.knex.raw(`${PROGRESS.replace("{f}", "count")} as items_total`),
+        this.knex.raw(`${PROGRESS.replace("{f}", "written")} as items_done`),
+      ]);
   }
 
   async getExecution(id: bigint): Promise<JobExecutionRow | undefined> {
@@ -67,8 +83,10 @@ export class JobRepository {
 
   async stepsOf(executionIds: string[]): Promise<StepExecutionRow[]> {
     if (executionIds.length === 0) return [];
-    return this.knex<StepExecutionRow>("step_execution")
-      .whereIn("job_execution_id", executionIds)
-      .orderBy(["job_execution_id", "step_name"]);
+    return this.knex("step_execution as s")
+      .leftJoin("step_execution_context as x", "x.step_execution_id", "s.step_execution_id")
+      .select<StepExecutionRow[]>(["s.*", "x.context"])
+      .whereIn("s.job_execution_id", executionIds)
+      .orderBy(["s.job_execution_id", "s.step_execution_id"]);
   }
 }

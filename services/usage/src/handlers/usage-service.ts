@@ -2,6 +2,8 @@ import { create } from "@bufbuild/protobuf";
 import { durationFromMs, durationMs, timestampFromMs, timestampMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
+  type CloseMonthRequest,
+  CloseMonthResponseSchema,
   type GetLineUsageHistoryRequest,
   GetLineUsageHistoryResponseSchema,
   type GetLineUsageRequest,
@@ -12,6 +14,8 @@ import {
   ReloadQuotasResponseSchema,
   type SetLineQuotaRequest,
   SetLineQuotaResponseSchema,
+  type StreamLateUsageRequest,
+  StreamLateUsageResponseSchema,
   type StreamMonthTotalsRequest,
   StreamMonthTotalsResponseSchema,
   type UsageService,
@@ -193,6 +197,13 @@ export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
     const size = pageSize(req.pageSize, 5_000, 10_000, v);
     v.throwIfAny();
     const month = this.store.clock.parse(req.month);
+    await this.store.refreshClosed(true);
+    if (!this.store.isOpen(month) && month.endMs <= Date.now()) {
+      throw new ConnectError(
+        `${req.month}'s counters have expired (kept until ${new Date(this.store.expireAt(month) * 1000).toISOString()}): its totals are gone`,
+        Code.FailedPrecondition,
+      );
+    }
     let page: { subscriptionId: string; usedBytes: bigint }[] = [];
     for await (const chunk of this.store.monthTotals(month)) {
       if (ctx.signal.aborted) return;
@@ -205,6 +216,40 @@ export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
       }
     }
     if (page.length > 0) yield create(StreamMonthTotalsResponseSchema, { totals: page });
+  }
+
+  async closeMonth(req: CloseMonthRequest) {
+    const v = new Violations();
+    v.check(MONTH_RE.test(req.month), "month", MONTH_RULE);
+    v.throwIfAny();
+    const month = this.store.clock.parse(req.month);
+    if (month.endMs > Date.now()) {
+      throw new ConnectError(
+        `${req.month} has not ended yet: a month is closed after its end`,
+        Code.FailedPrecondition,
+      );
+    }
+    const { closedAtMs, already } = await this.store.closeMonth(month);
+    return create(CloseMonthResponseSchema, { closedAt: timestampFromMs(closedAtMs), alreadyClosed: already });
+  }
+
+  async *streamLateUsage(req: StreamLateUsageRequest, ctx: HandlerContext) {
+    const v = new Violations();
+    const size = pageSize(req.pageSize, 5_000, 10_000, v);
+    v.throwIfAny();
+    let page: { subscriptionId: string; month: string; lateBytes: bigint }[] = [];
+    for await (const chunk of this.store.lateUsage()) {
+      if (ctx.signal.aborted) return;
+      for (const l of chunk) {
+        const month = `${Math.floor(l.month / 100)}-${String(l.month % 100).padStart(2, "0")}`;
+        page.push({ subscriptionId: l.sid, month, lateBytes: l.bytes });
+        if (page.length === size) {
+          yield create(StreamLateUsageResponseSchema, { usage: page });
+          page = [];
+        }
+      }
+    }
+    if (page.length > 0) yield create(StreamLateUsageResponseSchema, { usage: page });
   }
 
   async reloadQuotas() {

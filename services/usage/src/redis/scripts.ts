@@ -114,8 +114,8 @@ export const EVENT_FORMAT = "<HddddIHBc0";
 
 /**
  * Counts a batch of events of one line group, read from one packed argument.
- * KEYS: outbox, position hash, stale hash, nb quota keys (one per bucket), ne month keys (one
- *       per bucket and month: an "entry").
+ * KEYS: outbox, position hash, stale hash, late hash, nb quota keys (one per bucket), ne month
+ *       keys (one per bucket and month: an "entry").
  * ARGV: nm, nb, ne, now_ms, source ('' = none, e.g. "usage.events|3"), nt;
  *       nm × (label, yyyymm, expire_at_s); ne × (bucket index, month index); nt traceparents;
  *       then the events, each EVENT_FORMAT: entry index, seq, bytes, record offset, record
@@ -128,6 +128,11 @@ export const EVENT_FORMAT = "<HddddIHBc0";
  * and is counted (its duplicates still meet the sequence window). An event dead-lettered as
  * stale is remembered (7 days) so that its redelivery is reported stale again rather than lost
  * between the count and the dead-letter write.
+ * The late hash holds, per month closed for billing, "#closed:<yyyymm>" → when (set by
+ * closeMonth in every group), and "<sid>|<yyyymm>" → bytes of that closed month counted after
+ * its close: an event of a closed month counts in the month as any other (usage stays exact) and
+ * in the late hash too, in the same step, so the month's total at its close stays readable
+ * (used − late) and the rest goes on the next invoice.
  * Reads and writes each hash once per call (HMGET, then one HSET of what changed).
  * Returns {counted, duplicates, alerts, replayed, stale event ordinals (0-based)...}.
  */
@@ -135,7 +140,7 @@ export const APPLY = `${PRELUDE}
 local nm, nb, ne = int(ARGV[1], 1, 24), int(ARGV[2], 1, 100000), int(ARGV[3], 1, 100000)
 local now, src, nt = int(ARGV[4], 0, 1e15), ARGV[5], int(ARGV[6], 0, 100000)
 if not nm or not nb or not ne or not now or not src or not nt
-  or #KEYS ~= 3 + nb + ne or #ARGV ~= 7 + 3 * nm + 2 * ne + nt then
+  or #KEYS ~= 4 + nb + ne or #ARGV ~= 7 + 3 * nm + 2 * ne + nt then
   return redis.error_reply('ERR usage apply: bad header, key or argument count')
 end
 now = n(now)
@@ -146,7 +151,14 @@ local eb = 6 + 3 * nm
 for j = 1, ne do
   local b, mi = int(ARGV[eb + 2 * j - 1], 1, nb), int(ARGV[eb + 2 * j], 1, nm)
   if not b or not mi then return redis.error_reply('ERR usage apply: bad entry ' .. j) end
-  enKey[j], enBucket[j], enMonth[j], enSids[j], enAt[j] = KEYS[3 + nb + j], b, mo[mi], {}, {}
+  enKey[j], enBucket[j], enMonth[j], enSids[j], enAt[j] = KEYS[4 + nb + j], b, mo[mi], {}, {}
+end
+local lateKey = KEYS[4]
+do
+  local f = {}
+  for i = 1, nm do f[i] = '#closed:' .. n(mo[i].ym) end
+  local cl = redis.call('HMGET', lateKey, unpack(f))
+  for i = 1, nm do mo[i].closed = cl[i] ~= false end
 end
 local tps = {}
 for t = 1, nt do tps[t] = ARGV[eb + 2 * ne + t] end
@@ -218,7 +230,7 @@ end
 for b, l in pairs(needQ) do
   local names = {}
   for k = 1, #l do names[k] = l[k][1] end
-  local raw = redis.call('HMGET', KEYS[3 + b], unpack(names))
+  local raw = redis.call('HMGET', KEYS[4 + b], unpack(names))
   for k = 1, #l do
     local q = quotaIn(parseQuota(raw[k]), l[k][3])
     if q then l[k][2][5] = q end
@@ -228,7 +240,7 @@ end
 local stale = {}
 local counted, dups, alerts, replayed = 0, 0, 0, 0
 local lastOff, lastIdx, lastTs, newStale = nil, nil, nil, false
-local written = {}
+local written, late = {}, {}
 for j = 1, ne do written[j] = {} end
 for i = 1, c do
   local off, idx, ts = OFF[i], IDX[i], TS[i]
@@ -261,6 +273,10 @@ for i = 1, c do
     end
     if new then
       counted = counted + 1
+      if enMonth[e].closed then
+        local f = sid .. '|' .. n(enMonth[e].ym)
+        late[f] = (late[f] or 0) + BYTES[i]
+      end
       local used = st[1] + BYTES[i]
       st[1], st[2], st[3] = used, hi, win
       if not st[6] then
@@ -297,6 +313,7 @@ for j = 1, ne do
     if fresh[j] then redis.call('EXPIREAT', enKey[j], enMonth[j].exp) end
   end
 end
+for f, b in pairs(late) do redis.call('HINCRBY', lateKey, f, n(b)) end
 if lastOff and src ~= '' then
   redis.call('HSET', posKey, src, n(lastOff) .. ':' .. n(lastIdx) .. ':' .. n(math.max(lastTs, pTs)))
 end

@@ -19,6 +19,9 @@ import { APPLY, LEVELS, SET_QUOTAS } from "./scripts.js";
  *   usage:{u<g>}:relay                string  the lease of the one relay publishing the outbox
  *   usage:{u<g>}:pos                  hash  "<topic>|<partition>" → last position applied (offset:index:timestamp)
  *   usage:{u<g>}:stale                hash  positions dead-lettered as too late (7 days)
+ *   usage:{u<g>}:late                 hash  "#closed:<YYYYMM>" → when the month was closed for billing;
+ *                                           "<line>|<YYYYMM>" → bytes of that closed month counted after
+ *   usage:closed                      hash  YYYYMM → when the month was closed (the unit's own listing)
  *   usage:layout                      the bucket and group counts the data was written with
  */
 export class Layout {
@@ -65,6 +68,10 @@ export class Layout {
     return `usage:{u${group}}:stale`;
   }
 
+  lateKey(group: number): string {
+    return `usage:{u${group}}:late`;
+  }
+
   /**
    * Records the layout on first use and refuses a different one later: changing the counts would
    * move every line to another key and lose its counters.
@@ -86,6 +93,9 @@ export class Layout {
 export class LayoutMismatch extends Error {}
 
 export const LAYOUT_KEY = "usage:layout";
+export const CLOSED_KEY = "usage:closed";
+/** How often the months closed are read again (the aggregator's expiry and too-late decisions). */
+const CLOSED_REFRESH_MS = 10_000;
 /** The most lines ListTopLines answers. */
 export const TOP_K = 100;
 /** Events per script call at most: one call must not hold Redis for long. */
@@ -150,8 +160,10 @@ export interface LineState {
 export interface StoreSettings {
   layout: Layout;
   clock: MonthClock;
-  /** How long a month's counters outlive the month. */
+  /** How long a month's counters are kept after the month was closed for billing. */
   graceMs: number;
+  /** How long a month nobody closed keeps its counters after it ends (default 45 days). */
+  openMaxMs?: number;
   /** How long a ListTopLines answer is reused (default 30 s). */
   topCacheMs?: number;
   now?: () => number;
@@ -172,6 +184,9 @@ export class UsageStore {
   private readonly tails = new Map<string, Promise<void>>();
   /** Per line group and source, the first position of a call that failed (see apply). */
   private readonly failedAt = new Map<string, { offset: number; index: number }>();
+  /** Months closed for billing → when (see refreshClosed). */
+  private closed = new Map<number, number>();
+  private closedReadAt = Number.NEGATIVE_INFINITY;
 
   constructor(
     readonly redis: RedisClient,
@@ -187,21 +202,85 @@ export class UsageStore {
     this.quotas_ = (...a) => (r.usageSetQuotas as Script).apply(redis, a);
   }
 
-  /** Unix seconds at which a month's keys expire. */
+  /**
+   * Unix seconds at which a month's keys expire: the grace after its close for billing, or, while
+   * nobody closed it, USAGE_MONTH_OPEN_MAX_DAYS after its end.
+   */
   expireAt(month: Month): number {
-    return Math.floor((month.endMs + this.s.graceMs) / 1000);
+    const closed = this.closed.get(month.num);
+    const until = closed !== undefined ? closed + this.s.graceMs : month.endMs + (this.s.openMaxMs ?? 45 * 86_400_000);
+    return Math.floor(until / 1000);
   }
 
-  /** Whether a month's counters are still kept (its end + grace is ahead). */
+  /** Whether a month's counters are still kept (events of it are still counted). */
   isOpen(month: Month): boolean {
-    return this.now() < month.endMs + this.s.graceMs;
+    return this.now() < this.expireAt(month) * 1000;
   }
 
-  /** The months whose counters are kept now: the current one and, during the grace, the previous. */
+  /** The months whose counters are kept now: the current one and those before it still kept. */
   openMonths(): Month[] {
     const cur = this.clock.monthOf(this.now());
-    const prev = this.clock.shift(cur, -1);
-    return this.isOpen(prev) ? [prev, cur] : [cur];
+    const out = [cur];
+    for (let k = 1; k <= 3; k++) {
+      const m = this.clock.shift(cur, -k);
+      if (this.isOpen(m)) out.unshift(m);
+    }
+    return out;
+  }
+
+  /** Reads the months closed again (at most every 10 s; `force` now). */
+  async refreshClosed(force = false): Promise<void> {
+    if (!force && this.now() - this.closedReadAt < CLOSED_REFRESH_MS) return;
+    const all = await this.redis.hgetall(CLOSED_KEY);
+    this.closed = new Map(Object.entries(all).map(([k, v]) => [Number(k), Number(v)]));
+    this.closedReadAt = this.now();
+  }
+
+  /** When the month was closed for billing, if it was (read from Redis, not the cache). */
+  async closedAt(month: Month): Promise<number | undefined> {
+    const v = await this.redis.hget(CLOSED_KEY, String(month.num));
+    return v === null ? undefined : Number(v);
+  }
+
+  /**
+   * Closes a month for billing: from now on every line group counts the month's events also as
+   * late usage (each group's mark is set atomically with respect to its counting), so the month's
+   * total at the close stays readable; its counters then expire the grace after the close. A second
+   * close keeps the first one's time (and completes the marks a failed close left unset).
+   */
+  async closeMonth(month: Month): Promise<{ closedAtMs: number; already: boolean }> {
+    const set = await this.redis.hsetnx(CLOSED_KEY, String(month.num), String(this.now()));
+    const closedAtMs = Number(await this.redis.hget(CLOSED_KEY, String(month.num)));
+    const field = `#closed:${month.num}`;
+    await Promise.all(
+      Array.from({ length: this.layout.groups }, (_, g) =>
+        this.redis.hsetnx(this.layout.lateKey(g), field, String(closedAtMs)),
+      ),
+    );
+    this.closed.set(month.num, closedAtMs);
+    const at = this.expireAt(month);
+    for (let b0 = 0; b0 < this.layout.buckets; b0 += 512) {
+      await Promise.all(
+        Array.from({ length: Math.min(512, this.layout.buckets - b0) }, (_, k) =>
+          this.redis.expireat(this.layout.monthKey(b0 + k, month), at),
+        ),
+      );
+    }
+    return { closedAtMs, already: set === 0 };
+  }
+
+  /** Late usage of closed months: per line and month, the bytes counted after the close (cumulative). */
+  async *lateUsage(): AsyncGenerator<{ sid: string; month: number; bytes: bigint }[]> {
+    for (let g = 0; g < this.layout.groups; g++) {
+      const h = await this.redis.hgetall(this.layout.lateKey(g));
+      const page: { sid: string; month: number; bytes: bigint }[] = [];
+      for (const [f, v] of Object.entries(h)) {
+        if (f.startsWith("#")) continue;
+        const cut = f.lastIndexOf("|");
+        page.push({ sid: f.slice(0, cut), month: Number(f.slice(cut + 1)), bytes: BigInt(v) });
+      }
+      if (page.length > 0) yield page;
+    }
   }
 
   /**
@@ -219,6 +298,7 @@ export class UsageStore {
    * event then has `pos`): redeliveries of that source are skipped exactly.
    */
   async apply(events: UsageInput[], source = ""): Promise<ApplyResult> {
+    await this.refreshClosed();
     const byGroup = new Map<number, number[]>();
     const buckets = new Array<number>(events.length);
     for (let i = 0; i < events.length; i++) {
@@ -348,6 +428,7 @@ export class UsageStore {
       this.layout.outboxKey(g),
       this.layout.positionKey(g),
       this.layout.staleKey(g),
+      this.layout.lateKey(g),
       ...bucketList.map((b) => this.layout.quotaKey(b)),
       ...entries.map((x) => this.layout.monthKey(x.bucket, x.month)),
     ];
@@ -490,7 +571,7 @@ export class UsageStore {
 
   private async scanTop(month: Month, now: number): Promise<{ sid: string; used: bigint }[]> {
     const best: { sid: string; used: number }[] = [];
-    for await (const page of this.monthTotals(month)) {
+    for await (const page of this.monthTotals(month, { atClose: false })) {
       for (const t of page) {
         const used = Number(t.used);
         if (best.length === TOP_K && used <= (best[TOP_K - 1] as { used: number }).used) continue;
@@ -504,18 +585,33 @@ export class UsageStore {
     return lines;
   }
 
-  /** Every line's total of a month, bucket by bucket (64 buckets read at a time). */
-  async *monthTotals(month: Month): AsyncGenerator<{ sid: string; used: bigint }[]> {
+  /**
+   * Every line's total of a month, bucket by bucket (64 buckets read at a time). For a month closed
+   * for billing: the totals at its close (each bucket read with its group's late usage in one
+   * MULTI, so what the close left out is taken off exactly), the same on every read.
+   */
+  async *monthTotals(month: Month, opts: { atClose?: boolean } = {}): AsyncGenerator<{ sid: string; used: bigint }[]> {
     const window = 64;
+    const atClose = opts.atClose !== false && (await this.closedAt(month)) !== undefined;
+    const suffix = `|${month.num}`;
     for (let b0 = 0; b0 < this.layout.buckets; b0 += window) {
-      const hashes = await Promise.all(
-        Array.from({ length: Math.min(window, this.layout.buckets - b0) }, (_, k) =>
-          this.redis.hgetallBuffer(this.layout.monthKey(b0 + k, month)),
-        ),
-      );
+      const buckets = Array.from({ length: Math.min(window, this.layout.buckets - b0) }, (_, k) => b0 + k);
+      const read = buckets.map(async (b) => {
+        if (!atClose) return { h: await this.redis.hgetallBuffer(this.layout.monthKey(b, month)), late: {} };
+        const r = await this.redis
+          .multi()
+          .hgetallBuffer(this.layout.monthKey(b, month))
+          .hgetall(this.layout.lateKey(this.layout.group(b)))
+          .exec();
+        if (!r || r.some(([e]) => e)) throw new Error(`reading bucket ${b} of ${month.label} at its close failed`);
+        return { h: r[0]?.[1] as Record<string, Buffer>, late: r[1]?.[1] as Record<string, string> };
+      });
       const page: { sid: string; used: bigint }[] = [];
-      for (const h of hashes) {
-        for (const [sid, raw] of Object.entries(h)) page.push({ sid, used: BigInt(unpack(raw).used) });
+      for (const { h, late } of await Promise.all(read)) {
+        for (const [sid, raw] of Object.entries(h)) {
+          const l = late[sid + suffix];
+          page.push({ sid, used: BigInt(unpack(raw).used) - (l === undefined ? 0n : BigInt(l)) });
+        }
       }
       if (page.length > 0) yield page;
     }
