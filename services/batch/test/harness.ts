@@ -86,7 +86,8 @@ export class BillingHarness {
     this.redis = createRedis(BILLING_TEST_REDIS_URL, testLogger("test"), "test");
     await redisReady(this.redis, BILLING_TEST_REDIS_URL);
     await this.redis.flushdb();
-    this.store = usageStore(this.redis);
+    // Months long past stay open here (tests bill 2026 months at any date); real units keep 45 days.
+    this.store = usageStore(this.redis, { openMaxDays: 365 });
     this.usage = createUsageServer(
       { store: this.store },
       { logger: testLogger("usage"), drainDelayMs: 0, drainTimeoutMs: 2_000, auth: { verifier, policy: usagePolicy } },
