@@ -74,6 +74,21 @@ const SECRET_USE: Record<string, RegExp> = {
   DOMAIN_BLIND_INDEX_KEY: /\bparseKeyRing\([^)]*\bDOMAIN_BLIND_INDEX_KEY\b/,
 };
 
+/** The text of every TypeScript module under services/<unit>/src, migrations aside. */
+function unitSources(unit: string): string {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const name of readdirSync(d).sort()) {
+      const p = join(d, name);
+      if (statSync(p).isDirectory()) {
+        if (name !== "migrations") walk(p);
+      } else if (name.endsWith(".ts")) out.push(readFileSync(p, "utf8"));
+    }
+  };
+  walk(join(ROOT, "services", unit, "src"));
+  return out.join("\n");
+}
+
 /**
  * A placeholder for each setting a Deployment takes from a ConfigMap or a Secret by key (their
  * values are not in the repository), in the form the unit's config loader accepts.
@@ -489,7 +504,8 @@ test("every Deployment: grpc port behind a Service, grpc probes, locked-down con
     assert.equal(config.BIND_HOST, "0.0.0.0", `${where(cm)}: BIND_HOST must be 0.0.0.0 in a cluster`);
 
     // Every secret setting from the unit's Secret, under the same key, exactly when the unit uses it.
-    const main = read(`services/${unit}/src/main.ts`);
+    // What the unit's code uses: main.ts and every module of its src (main wires them).
+    const main = unitSources(unit);
     assert.ok(
       !(c.envFrom ?? []).some((e: Obj) => e.secretRef),
       `${where(d)}: envFrom a Secret would hand the unit every key of it; name each secret in env`,

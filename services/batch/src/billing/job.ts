@@ -448,7 +448,7 @@ export class BillingJob {
   ): Promise<string> {
     const r = await c.query<{ step_execution_id: string }>(
       `insert into billing.step_execution (job_execution_id, step_name, status, started_at)
-       values ($1, $2, 'STARTED', now()) returning step_execution_id`,
+       values ($1, $2, 'STARTED', clock_timestamp()) returning step_execution_id`,
       [executionId, name],
     );
     const id = r.rows[0]?.step_execution_id as string;
@@ -461,8 +461,8 @@ export class BillingJob {
 
   private async endStep(c: pg.Pool | pg.PoolClient, stepId: string, status: string, message = "") {
     await c.query(
-      `update billing.step_execution set status = $2, exit_code = $2, exit_message = $3, ended_at = now(), last_updated = now()
-        where step_execution_id = $1`,
+      `update billing.step_execution set status = $2, exit_code = $2, exit_message = $3, ended_at = clock_timestamp(),
+              last_updated = clock_timestamp() where step_execution_id = $1`,
       [stepId, status, message.slice(0, 2000)],
     );
   }
@@ -888,26 +888,38 @@ export class BillingJob {
     );
     const ctx = { after: prev.rows[0]?.context.after ?? "", sent: prev.rows[0]?.context.sent ?? 0 };
     const stepId = await this.beginStep(this.pool, executionId, NOTIFY_STEP, ctx);
-    const size = Math.max(500, this.s.chunkSize * 2);
+    const size = Math.max(2000, this.s.chunkSize * 2);
+    // A million invoices just written: without fresh statistics the planner reads every remaining
+    // invoice for each page instead of walking the (month, invoice_number) index.
+    await this.pool.query("analyze billing.invoices");
+    const page = (after: string) =>
+      this.pool.query<{
+        invoice_id: string;
+        invoice_number: string;
+        subscription_id: string;
+        total_krw: string;
+        due: string;
+      }>(
+        `select invoice_id, invoice_number, subscription_id, total_krw, to_char(due_date, 'YYYY-MM-DD') due from billing.invoices
+          where month = $1 and invoice_number > $2 order by month, invoice_number limit $3`,
+        [month.label, after, size],
+      );
     try {
+      // The next page is read while this one is sent.
+      let next = page(ctx.after);
+      // A page read ahead and never awaited (the step stopped) must not fail unhandled.
+      next.catch(() => {});
       for (;;) {
         if (ctl.fenced) throw new Fenced("fenced");
         if (ctl.stopRequested) {
           await this.endStep(this.pool, stepId, "STOPPED", `stopped after ${ctx.sent} bill messages`);
           return;
         }
-        const r = await this.pool.query<{
-          invoice_id: string;
-          invoice_number: string;
-          subscription_id: string;
-          total_krw: string;
-          due: string;
-        }>(
-          `select invoice_id, invoice_number, subscription_id, total_krw, to_char(due_date, 'YYYY-MM-DD') due from billing.invoices
-            where month = $1 and invoice_number > $2 order by invoice_number limit $3`,
-          [month.label, ctx.after, size],
-        );
+        const r = await next;
         if (r.rows.length === 0) break;
+        const last = r.rows[r.rows.length - 1]?.invoice_number as string;
+        next = page(last);
+        next.catch(() => {});
         await this.s.publish(
           r.rows.map((i) =>
             this.s.notice({
@@ -919,7 +931,7 @@ export class BillingJob {
             }),
           ),
         );
-        ctx.after = r.rows[r.rows.length - 1]?.invoice_number as string;
+        ctx.after = last;
         ctx.sent += r.rows.length;
         await tx(this.pool, async (c) => {
           await this.fence(c, executionId);
