@@ -129,59 +129,76 @@ async function show(id: string) {
 function progress(id: string, done: Promise<void>) {
   const tty = process.stderr.isTTY;
   const t0 = Date.now();
-  let lastLine = 0;
+  let lastLine = Number.NEGATIVE_INFINITY;
   let ended = false;
   void done.finally(() => {
     ended = true;
   });
   return (async () => {
-    while (!ended) {
+    // Every second on a terminal; otherwise at once, every 5 s, and once more at the end.
+    for (;;) {
       await Promise.race([done, new Promise((r) => setTimeout(r, 1000))]);
+      const last = ended;
       const e = await repo.getExecution(BigInt(id));
-      if (!e) continue;
-      const total = Number(e.items_total);
-      const billed = Number(e.items_done);
-      const secs = (Date.now() - t0) / 1000;
-      const steps = await repo.stepsOf([id]);
-      const step = steps.filter((s) => s.status === "STARTED").map((s) => s.step_name.replace(/:partition-\d+$/, ""));
-      const pct = total > 0 ? billed / total : 0;
-      const width = 30;
-      const bar = `${"#".repeat(Math.round(pct * width))}${".".repeat(width - Math.round(pct * width))}`;
-      const rate = billed / Math.max(secs, 0.001);
-      const eta = rate > 0 && total > billed ? ` ETA ${Math.ceil((total - billed) / rate)} s` : "";
-      const text = `[${bar}] ${(pct * 100).toFixed(1)}% ${fmt(billed)}/${fmt(total)} lines ${fmt(Math.round(rate))}/s${eta} ${[...new Set(step)].join(",") || e.status}`;
-      if (tty) process.stderr.write(`\r${text.padEnd(110)}`);
-      else if (Date.now() - lastLine >= 5000) {
-        process.stderr.write(`${text}\n`);
-        lastLine = Date.now();
+      if (e) {
+        const total = Number(e.items_total);
+        const billed = Number(e.items_done);
+        const secs = (Date.now() - t0) / 1000;
+        const steps = await repo.stepsOf([id]);
+        const step = steps.filter((s) => s.status === "STARTED").map((s) => s.step_name.replace(/:partition-\d+$/, ""));
+        const pct = total > 0 ? billed / total : 0;
+        const width = 30;
+        const bar = `${"#".repeat(Math.round(pct * width))}${".".repeat(width - Math.round(pct * width))}`;
+        const rate = billed / Math.max(secs, 0.001);
+        const eta = rate > 0 && total > billed ? ` ETA ${Math.ceil((total - billed) / rate)} s` : "";
+        const text = `[${bar}] ${(pct * 100).toFixed(1)}% ${fmt(billed)}/${fmt(total)} lines ${fmt(Math.round(rate))}/s${eta} ${[...new Set(step)].join(",") || e.status}`;
+        if (tty) process.stderr.write(`\r${text.padEnd(110)}`);
+        else if (last || Date.now() - lastLine >= 5000) {
+          process.stderr.write(`${text}\n`);
+          lastLine = Date.now();
+        }
       }
+      if (last) break;
     }
     if (tty) process.stderr.write("\n");
   })();
 }
 
+/** The month `bill` was given ("previous": the month before this one in the carrier's zone). */
+function monthArg(): string {
+  const month = values.month as string | undefined;
+  if (!month) fail("bill needs --month YYYY-MM (or previous)");
+  if (month === "previous") {
+    const f = new ZonedTime(config.TIME_ZONE).fields(Date.now());
+    const [y, m] = f.month === 1 ? [f.year - 1, 12] : [f.year, f.month - 1];
+    return `${y}-${String(m).padStart(2, "0")}`;
+  }
+  if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month))
+    fail(`--month must be YYYY-MM or previous (got ${JSON.stringify(month)})`);
+  return month;
+}
+
+function executionArg(command: string): string {
+  const ex = values.execution as string | undefined;
+  if (!ex || !/^\d+$/.test(ex)) fail(`${command} needs --execution ID`);
+  return ex;
+}
+
 async function runJob(kind: "bill" | "restart"): Promise<number> {
+  // Arguments first: misuse is told before anything connects.
+  const month = kind === "bill" ? monthArg() : "";
+  const restartOf = kind === "restart" ? executionArg("restart") : "";
   const billing = await createBillingJob(config, logger);
   const { job } = billing;
   try {
     let id: string;
     try {
       if (kind === "bill") {
-        let month = values.month as string | undefined;
-        if (!month) fail("bill needs --month YYYY-MM (or previous)");
-        if (month === "previous") {
-          const f = new ZonedTime(config.TIME_ZONE).fields(Date.now());
-          const [y, m] = f.month === 1 ? [f.year - 1, 12] : [f.year, f.month - 1];
-          month = `${y}-${String(m).padStart(2, "0")}`;
-        } else if (!/^\d{4}-(0[1-9]|1[0-2])$/.test(month))
-          fail(`--month must be YYYY-MM or previous (got ${JSON.stringify(month)})`);
         const r = await job.start(month);
         id = r.executionId;
         process.stderr.write(`${r.restart ? "restarting" : "billing"} ${month}: execution ${id}\n`);
       } else {
-        const ex = values.execution as string | undefined;
-        if (!ex || !/^\d+$/.test(ex)) fail("restart needs --execution ID");
-        id = (await job.restart(ex)).executionId;
+        id = (await job.restart(restartOf)).executionId;
         process.stderr.write(`restarted as execution ${id}\n`);
       }
     } catch (e) {
@@ -204,20 +221,20 @@ async function runJob(kind: "bill" | "restart"): Promise<number> {
     const steps = await repo.stepsOf([id]);
     const seconds = (Date.now() - t0) / 1000;
     process.stdout.write(`${describe(e, steps)}\n`);
-    const month = e.parameters.month as string;
+    const billed = e.parameters.month as string;
     const totals = await knex.raw<{ rows: { n: string; total: string | null }[] }>(
       "select count(*) n, sum(total_krw) total from billing.invoices where month = ?",
-      [month],
+      [billed],
     );
     const invoices = Number(totals.rows[0]?.n ?? 0);
     const written = steps
       .filter((s) => s.step_name.startsWith("bill-lines"))
       .reduce((n, s) => n + Number(s.write_count), 0);
     process.stdout.write(
-      `${month}: ${fmt(invoices)} invoices, ${fmt(Number(totals.rows[0]?.total ?? 0))} KRW in all; this run wrote ${fmt(written)} in ${seconds.toFixed(1)} s (${fmt(Math.round(written / Math.max(seconds, 0.001)))}/s)\n`,
+      `${billed}: ${fmt(invoices)} invoices, ${fmt(Number(totals.rows[0]?.total ?? 0))} KRW in all; this run wrote ${fmt(written)} in ${seconds.toFixed(1)} s (${fmt(Math.round(written / Math.max(seconds, 0.001)))}/s)\n`,
     );
     process.stdout.write(
-      `${JSON.stringify({ execution: Number(id), month, status: e.status, invoices, written, seconds: Number(seconds.toFixed(2)) })}\n`,
+      `${JSON.stringify({ execution: Number(id), month: billed, status: e.status, invoices, written, seconds: Number(seconds.toFixed(2)) })}\n`,
     );
     return STATUS_EXIT[e.status] ?? 1;
   } finally {
@@ -233,8 +250,7 @@ try {
       code = await runJob(command);
       break;
     case "stop": {
-      const ex = values.execution as string | undefined;
-      if (!ex || !/^\d+$/.test(ex)) fail("stop needs --execution ID");
+      const ex = executionArg("stop");
       const pg = (await import("pg")).default;
       const pool = new pg.Pool({ connectionString: config.DATABASE_URL, max: 1 });
       try {
@@ -262,9 +278,7 @@ try {
       break;
     }
     case "show": {
-      const ex = values.execution as string | undefined;
-      if (!ex || !/^\d+$/.test(ex)) fail("show needs --execution ID");
-      code = await show(ex);
+      code = await show(executionArg("show"));
       break;
     }
     default:
