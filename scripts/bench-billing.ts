@@ -30,6 +30,7 @@ import { MonthClock } from "../services/usage/src/months.js";
 import { Layout, UsageStore } from "../services/usage/src/redis/store.js";
 import { policy as usagePolicy } from "../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../services/usage/src/server.js";
+import { forgetMonth } from "./lib/billing.js";
 import { cli } from "./lib/cli.js";
 // @ts-expect-error: a plain .mjs helper shared with the start script
 import { devKeys } from "./lib/dev-keys.mjs";
@@ -70,26 +71,6 @@ async function billable(): Promise<number> {
     [end, start],
   );
   return r.rows[0]?.n ?? 0;
-}
-
-/** Forgets the month's billing in this database (only with --reset). */
-async function forget() {
-  const ids = "select job_instance_id from billing.job_instance where parameters->>'month' = $1";
-  const execs = `select job_execution_id from billing.job_execution where job_instance_id in (${ids})`;
-  const steps = `select step_execution_id from billing.step_execution where job_execution_id in (${execs})`;
-  for (const sql of [
-    `delete from billing.step_execution_context where step_execution_id in (${steps})`,
-    `delete from billing.step_execution where job_execution_id in (${execs})`,
-    "delete from billing.late_billed where billed_month = $1",
-    "delete from billing.invoices where month = $1",
-    "delete from billing.months where month = $1",
-    "delete from billing.usage_snapshot where month = $1",
-    "delete from billing.late_snapshot where month = $1",
-    `delete from billing.job_execution where job_instance_id in (${ids})`,
-    "delete from billing.job_instance where parameters->>'month' = $1",
-  ]) {
-    await pool.query(sql, [MONTH]);
-  }
 }
 
 /** PostgreSQL writing as many invoices and lines as the job wrote, nothing computed: the floor. */
@@ -145,7 +126,9 @@ async function main() {
     fail(`${MONTH} is already billed in this database: --reset forgets its billing first`);
   if (values.reset) {
     log(`--reset: forgetting ${MONTH}'s billing`);
-    await forget();
+    await forgetMonth(pool, MONTH);
+    // A month of rows deleted: vacuumed, so that runs after a --reset compare with a first one.
+    await pool.query("vacuum (analyze) billing.invoices, billing.invoice_lines, billing.usage_snapshot");
   }
 
   // The usage unit: its real store on a Redis database of the bench's own, over gRPC.

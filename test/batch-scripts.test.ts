@@ -135,7 +135,8 @@ describe("npm run batch", () => {
       redis.disconnect();
     }
 
-    const list = await tsx("services/batch/src/cli.ts", ["list"], env);
+    // As the CronJob runs it: no AUTH_VERIFY_KEY (the command line verifies no tokens).
+    const list = await tsx("services/batch/src/cli.ts", ["list"], { ...env, AUTH_VERIFY_KEY: "" });
     assert.equal(list.code, 0, list.stderr);
     assert.match(list.stdout, new RegExp(`^ +${first.execution + 1}  2026-01  COMPLETED`, "m"));
     assert.match(list.stdout, new RegExp(`^ +${first.execution}  2026-01  FAILED`, "m"));

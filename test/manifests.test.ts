@@ -562,6 +562,40 @@ test("every Deployment: grpc port behind a Service, grpc probes, locked-down con
   }
 });
 
+test("the monthly billing CronJob: 02:00 Asia/Seoul on the 1st, never two at once, the batch CLI with the batch unit's secrets", () => {
+  const jobs = ofKind("CronJob");
+  assert.deepEqual(
+    jobs.map((j) => `${j.obj.metadata.namespace}/${j.obj.metadata.name}`),
+    ["batch/monthly-billing"],
+  );
+  const j = jobs[0] as Doc;
+  assert.equal(j.obj.apiVersion, "batch/v1");
+  assert.equal(j.obj.spec.schedule, "0 2 1 * *", `${where(j)}: 02:00 on the 1st`);
+  assert.equal(j.obj.spec.timeZone, "Asia/Seoul", `${where(j)}: in the carrier's time zone`);
+  assert.equal(j.obj.spec.concurrencyPolicy, "Forbid", `${where(j)}: no concurrent runs`);
+  const pod = j.obj.spec.jobTemplate.spec.template.spec as Obj;
+  assert.equal(pod.serviceAccountName, "batch", `${where(j)}: the batch unit's identity (istio/usage allows it)`);
+  assert.equal(pod.restartPolicy, "Never");
+  const c = pod.containers[0] as Obj;
+  assert.equal(c.image, "telco/batch");
+  const [node, imp, tsx, script, ...args] = c.args as string[];
+  assert.deepEqual([node, imp, tsx], ["node", "--import", "tsx"]);
+  assert.ok(exists(script as string), `${where(j)}: ${script} does not exist`);
+  assert.deepEqual(args, ["bill", "--month", "previous"]);
+  assert.ok(read(script as string).includes('month === "previous"'), `${script} does not understand --month previous`);
+  const deployment = find("Deployment", "batch", "batch") as Doc;
+  const secretEnv = (x: Obj) =>
+    (x.env ?? []).filter((e: Obj) => e.valueFrom?.secretKeyRef).map((e: Obj) => [e.name, e.valueFrom.secretKeyRef]);
+  assert.deepEqual(
+    secretEnv(c),
+    secretEnv(deployment.obj.spec.template.spec.containers[0]),
+    `${where(j)}: the Deployment's secrets`,
+  );
+  assert.deepEqual(c.envFrom, [{ configMapRef: { name: "batch-config" } }]);
+  assert.equal(c.securityContext?.runAsNonRoot, true);
+  assert.equal(c.securityContext?.readOnlyRootFilesystem, true);
+});
+
 const kubectl = (() => {
   try {
     execFileSync("kubectl", ["version", "--client"], { stdio: "ignore" });

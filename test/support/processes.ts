@@ -29,8 +29,8 @@ export function spawnUnit(unit: string, env: Record<string, string>): UnitProces
 }
 
 /** Runs a TypeScript entry point (path relative to the repository root) as its own process. */
-export function spawnScript(script: string, env: Record<string, string>): UnitProcess {
-  const child = spawn(process.execPath, ["--import", "tsx", script], {
+export function spawnScript(script: string, env: Record<string, string>, args: string[] = []): UnitProcess {
+  const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],

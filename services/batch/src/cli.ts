@@ -84,6 +84,8 @@ try {
     env.BATCH_DB_POOL_MAX = String(Math.max(Number(env.BATCH_DB_POOL_MAX ?? 10), parts + 2));
   }
   if (!["bill", "restart"].includes(command)) env.BATCH_COMPONENTS = "none";
+  // The command line serves no RPCs and verifies no tokens (the CronJob does not mount telco-auth).
+  env.AUTH_VERIFY_KEY ||= "unused-by-the-command-line";
   config = readConfig(env);
 } catch (e) {
   if (e instanceof ConfigError) {

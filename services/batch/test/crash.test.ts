@@ -4,10 +4,9 @@
  * uninterrupted run's, one per line, numbered without gaps; every bill message sent at least once.
  */
 import assert from "node:assert/strict";
-import { type ChildProcess, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { ROOT } from "../../../test/support/processes.js";
+import { spawnScript } from "../../../test/support/processes.js";
 import { BillingHarness, GiB, kst, type LineSpec, LONG_AGO, MiB } from "./harness.js";
 
 const MONTH = "2026-06";
@@ -49,27 +48,10 @@ function lines(): LineSpec[] {
   });
 }
 
-function bill(env: Record<string, string>): {
-  child: ChildProcess;
-  exited: Promise<number | string>;
-  output: () => string;
-} {
-  const child = spawn(process.execPath, ["--import", "tsx", "services/batch/src/cli.ts", "bill", "--month", MONTH], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  child.stderr?.on("data", (d: Buffer) => {
-    out += d.toString();
-  });
-  const exited = new Promise<number | string>((resolve) =>
-    child.once("close", (code, signal) => resolve(code ?? signal ?? -1)),
-  );
-  return { child, exited, output: () => out };
+/** The batch CLI billing the month, as its own process; output is stdout and stderr together. */
+function bill(env: Record<string, string>) {
+  const p = spawnScript("services/batch/src/cli.ts", env, ["bill", "--month", MONTH]);
+  return { ...p, output: () => `${p.stdout()}${p.stderr()}` };
 }
 
 /** Resolves when the run has created or taken over its execution (or ended). */

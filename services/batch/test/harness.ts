@@ -4,6 +4,7 @@ import { type Admin, type Consumer, Kafka, logLevel } from "kafkajs";
 import pg from "pg";
 import { NotificationRequestSchema } from "../../../gen/telco/message/v1/events_pb.js";
 import { UsageService } from "../../../gen/telco/usage/v1/usage_pb.js";
+import { forgetMonth } from "../../../scripts/lib/billing.js";
 import { migrateAll } from "../../../scripts/migrate.js";
 import { AUTH_ENV, AUTH_KEYS, verifier } from "../../../test/support/auth.js";
 import { KAFKA_BROKERS, testLogger, unique } from "../../../test/support/env.js";
@@ -256,29 +257,8 @@ export class BillingHarness {
   }
 
   /** Forgets a month's billing (invoices, runs, snapshot, close), to bill it again from nothing. */
-  async forget(month: string): Promise<void> {
-    await this.pool.query(
-      `with i as (select job_instance_id from billing.job_instance where parameters->>'month' = $1),
-            e as (select job_execution_id from billing.job_execution where job_instance_id in (select * from i))
-       delete from billing.step_execution_context where step_execution_id in
-         (select step_execution_id from billing.step_execution where job_execution_id in (select * from e))`,
-      [month],
-    );
-    await this.pool.query(
-      `delete from billing.step_execution where job_execution_id in (select job_execution_id from billing.job_execution e
-         join billing.job_instance i using (job_instance_id) where i.parameters->>'month' = $1)`,
-      [month],
-    );
-    await this.pool.query("delete from billing.late_billed where billed_month = $1", [month]);
-    await this.pool.query("delete from billing.invoices where month = $1", [month]);
-    await this.pool.query("delete from billing.months where month = $1", [month]);
-    await this.pool.query("delete from billing.usage_snapshot where month = $1", [month]);
-    await this.pool.query("delete from billing.late_snapshot where month = $1", [month]);
-    await this.pool.query(
-      `delete from billing.job_execution where job_instance_id in (select job_instance_id from billing.job_instance where parameters->>'month' = $1)`,
-      [month],
-    );
-    await this.pool.query("delete from billing.job_instance where parameters->>'month' = $1", [month]);
+  forget(month: string): Promise<void> {
+    return forgetMonth(this.pool, month);
   }
 
   /** Every bill message on the harness's topic so far: request id → times seen. */

@@ -257,34 +257,29 @@ export function computeInvoice(month: BillingMonth, catalog: Catalog, line: Line
       `line ${sid} has no plan in force on ${month.label}-${String(missing).padStart(2, "0")}`,
     );
   }
-  let planTotal = 0;
-  for (const { row, days } of planRows) {
-    const plan = catalog.plans.get(row.id);
-    if (!plan) throw new InvoiceDataError(`line ${sid}: plan ${row.id} is not in the catalogue`);
-    const amount = idiv(plan.monthlyFeeKrw * days.length, month.days);
-    planTotal += amount;
-    dayPlanFee.push({ fee: plan.monthlyFeeKrw, days: new Set(days) });
-    items.push({
-      kind: "plan_fee",
-      description: `${plan.name} (${span(month, days)})`,
-      amountKrw: amount,
-      refId: row.id,
-    });
-  }
-  let vasTotal = 0;
-  for (const { row, days } of daysPerRow(line.vas, lastLive)) {
-    const vas = catalog.vas.get(row.id);
-    if (!vas) throw new InvoiceDataError(`line ${sid}: VAS ${row.id} is not in the catalogue`);
-    const amount = idiv(vas.monthlyFeeKrw * days.length, month.days);
-    vasTotal += amount;
-    dayVasFee.push({ fee: vas.monthlyFeeKrw, days: new Set(days) });
-    items.push({
-      kind: "vas_fee",
-      description: `${vas.name} (${span(month, days)})`,
-      amountKrw: amount,
-      refId: row.id,
-    });
-  }
+  // Plans and VAS alike: monthly fee × days / days in the month, per run of days.
+  const fees = (
+    runs: { row: Period; days: number[] }[],
+    find: (id: string) => { name: string; monthlyFeeKrw: number } | undefined,
+    kind: "plan_fee" | "vas_fee",
+    perDay: { fee: number; days: Set<number> }[],
+  ): number => {
+    let total = 0;
+    for (const { row, days } of runs) {
+      const item = find(row.id);
+      if (!item)
+        throw new InvoiceDataError(
+          `line ${sid}: ${kind === "plan_fee" ? "plan" : "VAS"} ${row.id} is not in the catalogue`,
+        );
+      const amount = idiv(item.monthlyFeeKrw * days.length, month.days);
+      total += amount;
+      perDay.push({ fee: item.monthlyFeeKrw, days: new Set(days) });
+      items.push({ kind, description: `${item.name} (${span(month, days)})`, amountKrw: amount, refId: row.id });
+    }
+    return total;
+  };
+  const planTotal = fees(planRows, (id) => catalog.plans.get(id), "plan_fee", dayPlanFee);
+  const vasTotal = fees(daysPerRow(line.vas, lastLive), (id) => catalog.vas.get(id), "vas_fee", dayVasFee);
 
   const discounts = daysPerRow(line.discounts, lastLive).map(({ row, days }) => {
     const d = catalog.discounts.get(row.id);

@@ -123,6 +123,8 @@ interface ExecutionRow {
   owner: string;
   heartbeat_at: Date | null;
   created_at: Date;
+  /** Since the last heartbeat, by the database's clock. */
+  silent_ms: number;
   ended_at: Date | null;
 }
 
@@ -162,14 +164,16 @@ async function tx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promi
 export async function stopExecution(pool: pg.Pool, executionId: string, leaseMs: number): Promise<void> {
   await tx(pool, async (c) => {
     const r = await c.query<ExecutionRow>(
-      "select job_execution_id, status, owner, heartbeat_at, created_at from billing.job_execution where job_execution_id = $1 for update",
+      `select job_execution_id, status, owner, heartbeat_at, created_at,
+              (extract(epoch from now() - coalesce(heartbeat_at, created_at)) * 1000)::float8 silent_ms
+         from billing.job_execution where job_execution_id = $1 for update`,
       [executionId],
     );
     const e = r.rows[0];
     if (!e) throw new JobError("not_found", `job execution ${executionId} not found`);
     if (!RUNNING.includes(e.status)) return;
-    const silentMs = Date.now() - (e.heartbeat_at ?? e.created_at).getTime();
-    if (silentMs >= leaseMs) {
+    // The database's clock, the one heartbeats are written with (hosts' clocks may differ).
+    if (e.silent_ms >= leaseMs) {
       const msg = `stopped: its process (${e.owner}) had stopped heartbeating`;
       await c.query(
         `update billing.step_execution set status = 'STOPPED', exit_code = 'STOPPED', exit_message = $2, ended_at = now()
@@ -268,15 +272,15 @@ export class BillingJob {
   /** Inside the instance's row lock: refuses, or creates the next execution. */
   private async launch(c: pg.PoolClient, instanceId: string, month: string) {
     const prev = await c.query<ExecutionRow>(
-      `select job_execution_id, job_instance_id, status, owner, heartbeat_at, created_at, ended_at
+      `select job_execution_id, job_instance_id, status, owner, heartbeat_at, created_at, ended_at,
+              (extract(epoch from now() - coalesce(heartbeat_at, created_at)) * 1000)::float8 silent_ms
          from billing.job_execution where job_instance_id = $1 order by job_execution_id desc limit 1`,
       [instanceId],
     );
     const last = prev.rows[0];
     if (last) {
       if (RUNNING.includes(last.status)) {
-        const beat = (last.heartbeat_at ?? last.created_at).getTime();
-        const silentMs = Date.now() - beat;
+        const silentMs = last.silent_ms;
         if (silentMs < this.s.leaseMs) {
           throw new JobError(
             "already_exists",
