@@ -12,6 +12,7 @@ export async function forgetMonth(pool: pg.Pool, month: string): Promise<void> {
   for (const sql of [
     `delete from billing.step_execution_context where step_execution_id in (${steps})`,
     `delete from billing.step_execution where job_execution_id in (${execs})`,
+    `delete from billing.job_heartbeat where job_execution_id in (${execs})`,
     "delete from billing.late_billed where billed_month = $1",
     "delete from billing.invoices where month = $1",
     "delete from billing.months where month = $1",

@@ -213,7 +213,9 @@ async function runJob(kind: "bill" | "restart"): Promise<number> {
     const t0 = Date.now();
     const stopOnSignal = () => {
       process.stderr.write("\nstopping after the chunks in hand...\n");
-      void job.stop(id);
+      job
+        .stop(id)
+        .catch((e) => process.stderr.write(`batch: could not ask execution ${id} to stop: ${(e as Error).message}\n`));
     };
     process.once("SIGINT", stopOnSignal);
     process.once("SIGTERM", stopOnSignal);

@@ -114,7 +114,9 @@ describe("monthly billing job", () => {
     assert.equal(await invoiceOf("LB1009X", month), undefined);
     const before = await h.dump(month);
 
-    // The data fixed, the restart runs the broken partition only, from its last committed chunk.
+    // The data fixed, the restart runs the broken partition only, from its last committed chunk,
+    // at the prices the month was partitioned with (the catalogue changing meanwhile changes nothing).
+    await h.pool.query("update domain.plans set monthly_fee_krw = 99000 where plan_id = '5G-STD-110G'");
     await h.pool.query(
       "insert into domain.subscription_plan (subscription_id, plan_id, valid) values ('LB1009X', '5G-STD-110G', tstzrange($1, $2, '[)'))",
       [new Date(LONG_AGO), new Date(kst(2026, 8, 3))],
@@ -139,8 +141,9 @@ describe("monthly billing job", () => {
     const live = LINES.length - 2 + 1;
     assert.deepEqual(await numbers(month), seq(month, live));
     assert.ok((await h.dump(month)).startsWith(before.split("\n")[0] as string));
+    await h.pool.query("update domain.plans set monthly_fee_krw = 69000 where plan_id = '5G-STD-110G'");
     const inv = await invoiceOf("LB1009X", month);
-    assert.equal(inv?.total_krw, String(69_000 + 6_900));
+    assert.equal(inv?.total_krw, String(69_000 + 6_900), "billed at the price of the month's snapshot");
     assert.equal(Number(restarted?.items_done), live);
     assert.equal(Number(restarted?.items_total), live);
 

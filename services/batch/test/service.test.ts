@@ -150,6 +150,9 @@ describe("the usage unit's close of a month", () => {
       ["month"],
     );
     await rejects(usage.closeMonth({ month: "2099-01" }), Code.FailedPrecondition);
+    // Never closed and its counters long expired: closing it now would let billing read nothing as real.
+    const gone = await rejects(usage.closeMonth({ month: "2024-01" }), Code.FailedPrecondition);
+    assert.match(gone.message, /2024-01 was never closed and its counters expired at /);
     await h.use("LS0001", "2026-03", [Number(3n * MiB)]);
     const first = await usage.closeMonth({ month: "2026-03" });
     assert.equal(first.alreadyClosed, false);

@@ -1,5 +1,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Logger } from "../../../kit/src/logger.js";
@@ -8,8 +10,11 @@ import {
   type Catalog,
   type ComputedInvoice,
   computeInvoice,
+  type DiscountInfo,
   lateAdjustment,
   type Period,
+  type PlanInfo,
+  type VasInfo,
 } from "./invoice.js";
 
 /**
@@ -121,7 +126,6 @@ interface ExecutionRow {
   job_instance_id: string;
   status: string;
   owner: string;
-  heartbeat_at: Date | null;
   created_at: Date;
   /** Since the last heartbeat, by the database's clock. */
   silent_ms: number;
@@ -140,6 +144,8 @@ export function invoiceId(subscriptionId: string, month: string): string {
   return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
 }
 
+/** Invoice numbers are "YYYY-MM-" and 7 digits. */
+const MAX_INVOICES = 9_999_999;
 export const invoiceNumber = (month: string, n: number) => `${month}-${String(n).padStart(7, "0")}`;
 
 async function tx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
@@ -164,9 +170,9 @@ async function tx<T>(pool: pg.Pool, fn: (c: pg.PoolClient) => Promise<T>): Promi
 export async function stopExecution(pool: pg.Pool, executionId: string, leaseMs: number): Promise<void> {
   await tx(pool, async (c) => {
     const r = await c.query<ExecutionRow>(
-      `select job_execution_id, status, owner, heartbeat_at, created_at,
-              (extract(epoch from now() - coalesce(heartbeat_at, created_at)) * 1000)::float8 silent_ms
-         from billing.job_execution where job_execution_id = $1 for update`,
+      `select e.job_execution_id, e.status, e.owner, e.created_at,
+              (extract(epoch from now() - coalesce((select h.beat_at from billing.job_heartbeat h where h.job_execution_id = e.job_execution_id), e.created_at)) * 1000)::float8 silent_ms
+         from billing.job_execution e where e.job_execution_id = $1 for update`,
       [executionId],
     );
     const e = r.rows[0];
@@ -192,6 +198,43 @@ export async function stopExecution(pool: pg.Pool, executionId: string, leaseMs:
       );
     }
   });
+}
+
+/** A value in COPY's text format (backslash, tab and line ends escaped). */
+function copyText(v: string): string {
+  return v.replace(/\\/g, "\\\\").replace(/\t/g, "\\t").replace(/\n/g, "\\n").replace(/\r/g, "\\r");
+}
+
+type CatalogJson = { plans: Record<string, unknown>[]; vas: VasInfo[]; discounts: DiscountInfo[] };
+
+/** The catalogue as JSON for an execution context (bigints as strings). */
+function catalogJson(c: Catalog): CatalogJson {
+  return {
+    plans: [...c.plans.values()].map((p) => ({
+      ...p,
+      quotaBytes: p.quotaBytes.toString(),
+      overageUnitBytes: p.overageUnitBytes.toString(),
+    })),
+    vas: [...c.vas.values()],
+    discounts: [...c.discounts.values()],
+  };
+}
+
+function catalogFrom(j: CatalogJson): Catalog {
+  return {
+    plans: new Map(
+      j.plans.map((p) => {
+        const plan = {
+          ...p,
+          quotaBytes: BigInt(p.quotaBytes as string),
+          overageUnitBytes: BigInt(p.overageUnitBytes as string),
+        } as PlanInfo;
+        return [plan.planId, plan];
+      }),
+    ),
+    vas: new Map(j.vas.map((v) => [v.vasId, v])),
+    discounts: new Map(j.discounts.map((d) => [d.discountId, d])),
+  };
 }
 
 export class BillingJob {
@@ -272,9 +315,9 @@ export class BillingJob {
   /** Inside the instance's row lock: refuses, or creates the next execution. */
   private async launch(c: pg.PoolClient, instanceId: string, month: string) {
     const prev = await c.query<ExecutionRow>(
-      `select job_execution_id, job_instance_id, status, owner, heartbeat_at, created_at, ended_at,
-              (extract(epoch from now() - coalesce(heartbeat_at, created_at)) * 1000)::float8 silent_ms
-         from billing.job_execution where job_instance_id = $1 order by job_execution_id desc limit 1`,
+      `select e.job_execution_id, e.job_instance_id, e.status, e.owner, e.created_at, e.ended_at,
+              (extract(epoch from now() - coalesce((select h.beat_at from billing.job_heartbeat h where h.job_execution_id = e.job_execution_id), e.created_at)) * 1000)::float8 silent_ms
+         from billing.job_execution e where e.job_instance_id = $1 order by e.job_execution_id desc limit 1`,
       [instanceId],
     );
     const last = prev.rows[0];
@@ -300,11 +343,15 @@ export class BillingJob {
       }
     }
     const ins = await c.query<{ job_execution_id: string }>(
-      `insert into billing.job_execution (job_instance_id, status, started_at, owner, heartbeat_at)
-       values ($1, 'STARTED', now(), $2, now()) returning job_execution_id`,
+      `insert into billing.job_execution (job_instance_id, status, started_at, owner)
+       values ($1, 'STARTED', now(), $2) returning job_execution_id`,
       [instanceId, this.owner],
     );
     const id = ins.rows[0]?.job_execution_id as string;
+    await c.query("insert into billing.job_heartbeat (job_execution_id, owner, beat_at) values ($1, $2, now())", [
+      id,
+      this.owner,
+    ]);
     this.log.info({ month, executionId: id, restart: last !== undefined }, "billing execution created");
     return { executionId: id, restart: last !== undefined };
   }
@@ -332,7 +379,11 @@ export class BillingJob {
 
   /** Runs an execution created by start/restart in this process, to its end. */
   run(executionId: string): Promise<void> {
-    const p = this.execute(executionId).finally(() => this.running.delete(executionId));
+    // Never rejects: how it ended is in the job repository (an execution that could not even record
+    // its end stops heartbeating and is taken for dead).
+    const p = this.execute(executionId)
+      .catch((e) => this.log.error({ err: e, executionId }, "billing execution could not run"))
+      .finally(() => this.running.delete(executionId));
     this.running.set(executionId, p);
     return p;
   }
@@ -355,8 +406,15 @@ export class BillingJob {
     const month = new BillingMonth(label, this.s.timeZone);
     const ctl = { stopRequested: false, fenced: false };
     this.controls.set(executionId, ctl);
+    let beating = false;
     const beat = setInterval(() => {
-      this.heartbeat(executionId, ctl).catch((e) => this.log.warn({ err: e, executionId }, "billing heartbeat failed"));
+      if (beating) return;
+      beating = true;
+      this.heartbeat(executionId, ctl)
+        .catch((e) => this.log.warn({ err: e, executionId }, "billing heartbeat failed"))
+        .finally(() => {
+          beating = false;
+        });
     }, this.s.heartbeatMs);
     beat.unref();
     const started = Date.now();
@@ -370,7 +428,7 @@ export class BillingJob {
         Number(partitions) || this.s.partitions,
         done,
       );
-      const catalog = await this.catalog();
+      const catalog = await this.snapshotCatalog(instanceId);
       const results = await Promise.allSettled(
         parts.map((p) => this.billPartition(executionId, p, month, catalog, ctl)),
       );
@@ -414,14 +472,19 @@ export class BillingJob {
     }
   }
 
+  /** Beats (its own row: never waits for a chunk's lock), and reads whether it is asked to stop. */
   private async heartbeat(executionId: string, ctl: { stopRequested: boolean; fenced: boolean }) {
-    const r = await this.pool.query<{ status: string }>(
-      `update billing.job_execution set heartbeat_at = now(), last_updated = now()
-        where job_execution_id = $1 and owner = $2 and status in ('STARTED', 'STOPPING') returning status`,
+    await this.pool.query(
+      "update billing.job_heartbeat set beat_at = now() where job_execution_id = $1 and owner = $2",
       [executionId, this.owner],
     );
-    if (r.rowCount === 0) ctl.fenced = true;
-    else if (r.rows[0]?.status === "STOPPING") ctl.stopRequested = true;
+    const r = await this.pool.query<{ status: string; owner: string }>(
+      "select status, owner from billing.job_execution where job_execution_id = $1",
+      [executionId],
+    );
+    const e = r.rows[0];
+    if (!e || e.owner !== this.owner || !["STARTED", "STOPPING"].includes(e.status)) ctl.fenced = true;
+    else if (e.status === "STOPPING") ctl.stopRequested = true;
   }
 
   private async endExecution(executionId: string, status: "COMPLETED" | "FAILED" | "STOPPED", message: string) {
@@ -488,34 +551,31 @@ export class BillingJob {
    */
   private async snapshot(executionId: string, month: BillingMonth) {
     const stepId = await this.beginStep(this.pool, executionId, SNAPSHOT_STEP, {});
-    let lines = 0;
-    let late = 0;
     try {
       await this.s.closeUsageMonth(month.label);
+      // Everything read before the transaction opens: a read failing half-way must not leave a
+      // COPY open (its rollback would wait behind it, holding the execution's row).
+      const totals: string[] = [];
+      let lines = 0;
+      for await (const page of this.s.usageTotals(month.label)) {
+        totals.push(page.map((t) => `${month.label}\t${copyText(t.subscriptionId)}\t${t.usedBytes}\n`).join(""));
+        lines += page.length;
+      }
+      const late: { subscriptionId: string; month: string; lateBytes: bigint }[] = [];
+      for await (const page of this.s.lateUsage())
+        late.push(...page.filter((l) => l.month < month.label && l.lateBytes > 0n));
+      // The catalogue as the month is billed: a restart bills its remaining lines at these prices.
+      const catalog = await this.catalog();
       await tx(this.pool, async (c) => {
         await this.fence(c, executionId);
         await c.query("delete from billing.usage_snapshot where month = $1", [month.label]);
-        const stream = c.query(copyFrom("copy billing.usage_snapshot (month, subscription_id, used_bytes) from stdin"));
-        const done = new Promise<void>((resolve, reject) => {
-          stream.on("finish", resolve);
-          stream.on("error", reject);
-        });
-        for await (const page of this.s.usageTotals(month.label)) {
-          let text = "";
-          for (const t of page) {
-            if (!/^[A-Za-z0-9._:-]+$/.test(t.subscriptionId)) continue;
-            text += `${month.label}\t${t.subscriptionId}\t${t.usedBytes}\n`;
-          }
-          lines += page.length;
-          if (!stream.write(text)) await new Promise((r) => stream.once("drain", r));
-        }
-        stream.end();
-        await done;
+        await pipeline(
+          Readable.from(totals),
+          c.query(copyFrom("copy billing.usage_snapshot (month, subscription_id, used_bytes) from stdin")),
+        );
         await c.query("delete from billing.late_snapshot where month = $1", [month.label]);
-        for await (const page of this.s.lateUsage()) {
-          const rows = page.filter((l) => l.month < month.label && l.lateBytes > 0n);
-          if (rows.length === 0) continue;
-          late += rows.length;
+        for (let i = 0; i < late.length; i += 10_000) {
+          const rows = late.slice(i, i + 10_000);
           await c.query(
             `insert into billing.late_snapshot (month, subscription_id, origin_month, late_bytes)
              select $1, * from unnest($2::text[], $3::text[], $4::bigint[])`,
@@ -529,20 +589,33 @@ export class BillingJob {
         }
         await c.query(
           `update billing.step_execution set read_count = $2, write_count = $2, commit_count = 1 where step_execution_id = $1`,
-          [stepId, lines + late],
+          [stepId, lines + late.length],
         );
         await c.query(
           "update billing.step_execution_context set context = $2, updated_at = now() where step_execution_id = $1",
-          [stepId, JSON.stringify({ lines, late })],
+          [stepId, JSON.stringify({ lines, late: late.length, catalog: catalogJson(catalog) })],
         );
         await this.endStep(c, stepId, "COMPLETED");
       });
+      this.log.info({ executionId, lines, late: late.length }, "usage snapshot taken");
     } catch (e) {
       if (!(e instanceof Fenced))
         await this.endStep(this.pool, stepId, "FAILED", `usage totals: ${(e as Error).message}`);
       throw e;
     }
-    this.log.info({ executionId, lines, late }, "usage snapshot taken");
+  }
+
+  /** The catalogue the instance's snapshot step kept. */
+  private async snapshotCatalog(instanceId: string): Promise<Catalog> {
+    const r = await this.pool.query<{ context: { catalog?: CatalogJson } }>(
+      `select x.context from billing.step_execution s join billing.job_execution e using (job_execution_id)
+         join billing.step_execution_context x using (step_execution_id)
+        where e.job_instance_id = $1 and s.step_name = $2 and s.status = 'COMPLETED' order by s.step_execution_id desc limit 1`,
+      [instanceId, SNAPSHOT_STEP],
+    );
+    const kept = r.rows[0]?.context.catalog;
+    if (!kept) throw new Error("the usage snapshot step kept no catalogue");
+    return catalogFrom(kept);
   }
 
   /**
@@ -585,6 +658,11 @@ export class BillingJob {
           from = row.hi;
           return { name: `${PARTITION_STEP}${i + 1}`, ctx };
         });
+        if (base > MAX_INVOICES) {
+          throw new Error(
+            `${month.label} has ${base} lines to bill: invoice numbers hold ${MAX_INVOICES} a month (7 digits)`,
+          );
+        }
         this.log.info({ executionId, partitions: plan.length, lines: base }, "month partitioned");
       }
       const out: { name: string; stepId: string; ctx: PartitionContext }[] = [];
@@ -763,7 +841,9 @@ export class BillingJob {
     const adjustments = new Map<string, { description: string; amountKrw: number; refId: string }[]>();
     for (const r of lateRows.rows) {
       const fresh = BigInt(r.late_bytes) - BigInt(r.prior);
-      if (fresh <= 0n) continue;
+      // No invoice of the line for that month (its billing did not complete): nothing to price the
+      // bytes against yet; they stay for the next invoice after it.
+      if (fresh <= 0n || r.billed_used === null) continue;
       const plan = r.plan_id ? catalog.plans.get(r.plan_id) : undefined;
       const billed = BigInt(r.billed_used ?? 0) + BigInt(r.prior);
       const l = adjustments.get(r.subscription_id) ?? [];

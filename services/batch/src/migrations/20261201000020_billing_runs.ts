@@ -2,7 +2,8 @@ import type { Knex } from "knex";
 
 // What the monthly billing job needs beyond the job repository and the invoice tables:
 // - who runs an execution and when it last said so (a killed process is found by its silence, and
-//   its execution is failed before a restart takes the instance over);
+//   its execution is failed before a restart takes the instance over), the heartbeat in a table of
+//   its own;
 // - the usage snapshot a job bills from (read once from the usage unit, then billed in chunks);
 // - the months that are closed;
 // - invoice numbers given by position rather than a counter: a partition owns a block of numbers
@@ -11,9 +12,14 @@ import type { Knex } from "knex";
 //   when the month closes).
 export async function up(knex: Knex): Promise<void> {
   await knex.raw(`
-    alter table billing.job_execution
-      add column owner text not null default '',
-      add column heartbeat_at timestamptz;
+    alter table billing.job_execution add column owner text not null default '';
+    -- Heartbeats in a row of their own: a chunk's transaction holds a share lock on its
+    -- execution's row (the fence) for as long as it runs, which must not hold up a heartbeat.
+    create table billing.job_heartbeat (
+      job_execution_id bigint primary key references billing.job_execution (job_execution_id),
+      owner text not null,
+      beat_at timestamptz not null
+    );
 
     create table billing.usage_snapshot (
       month text not null check (month ~ '^\\d{4}-(0[1-9]|1[0-2])$'),
@@ -67,5 +73,6 @@ export async function down(knex: Knex): Promise<void> {
     alter table billing.invoices drop constraint invoices_number_format, drop column used_bytes;
     drop table billing.months; drop table billing.usage_snapshot;
     drop table billing.late_billed; drop table billing.late_snapshot;
-    alter table billing.job_execution drop column owner, drop column heartbeat_at;`);
+    drop table billing.job_heartbeat;
+    alter table billing.job_execution drop column owner;`);
 }

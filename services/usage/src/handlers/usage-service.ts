@@ -26,7 +26,7 @@ import { assertLineAccess, principalOf } from "../../../kit/src/auth.js";
 import { ID_RE, MONTH_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
 import type { Month } from "../months.js";
 import type { LineState, UsageStore } from "../redis/store.js";
-import { TOP_K } from "../redis/store.js";
+import { MonthExpired, TOP_K } from "../redis/store.js";
 
 /** Largest quota accepted: 64 TiB (quota × 100 stays exact in the counting script's doubles). */
 export const MAX_QUOTA = 1n << 46n;
@@ -229,7 +229,14 @@ export class UsageServiceImpl implements ServiceImpl<typeof UsageService> {
         Code.FailedPrecondition,
       );
     }
-    const { closedAtMs, already } = await this.store.closeMonth(month);
+    let closed: { closedAtMs: number; already: boolean };
+    try {
+      closed = await this.store.closeMonth(month);
+    } catch (e) {
+      if (e instanceof MonthExpired) throw new ConnectError(e.message, Code.FailedPrecondition);
+      throw e;
+    }
+    const { closedAtMs, already } = closed;
     return create(CloseMonthResponseSchema, { closedAt: timestampFromMs(closedAtMs), alreadyClosed: already });
   }
 

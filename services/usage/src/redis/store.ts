@@ -94,6 +94,10 @@ export class LayoutMismatch extends Error {}
 
 export const LAYOUT_KEY = "usage:layout";
 export const CLOSED_KEY = "usage:closed";
+const DEFAULT_OPEN_MAX_MS = 45 * 86_400_000;
+
+/** A month asked to close after its counters expired (nobody closed it in time). */
+export class MonthExpired extends Error {}
 /** How often the months closed are read again (the aggregator's expiry and too-late decisions). */
 const CLOSED_REFRESH_MS = 10_000;
 /** The most lines ListTopLines answers. */
@@ -208,7 +212,8 @@ export class UsageStore {
    */
   expireAt(month: Month): number {
     const closed = this.closed.get(month.num);
-    const until = closed !== undefined ? closed + this.s.graceMs : month.endMs + (this.s.openMaxMs ?? 45 * 86_400_000);
+    const until =
+      closed !== undefined ? closed + this.s.graceMs : month.endMs + (this.s.openMaxMs ?? DEFAULT_OPEN_MAX_MS);
     return Math.floor(until / 1000);
   }
 
@@ -249,6 +254,16 @@ export class UsageStore {
    * close keeps the first one's time (and completes the marks a failed close left unset).
    */
   async closeMonth(month: Month): Promise<{ closedAtMs: number; already: boolean }> {
+    if (
+      (await this.closedAt(month)) === undefined &&
+      this.now() >= month.endMs + (this.s.openMaxMs ?? DEFAULT_OPEN_MAX_MS)
+    ) {
+      // Its counters are gone: closing it now would make billing read empty totals as if real.
+      throw new MonthExpired(
+        `${month.label} was never closed and its counters expired at ${new Date(this.expireAt(month) * 1000).toISOString()}`,
+      );
+    }
+    await this.pruneLate(month);
     const set = await this.redis.hsetnx(CLOSED_KEY, String(month.num), String(this.now()));
     const closedAtMs = Number(await this.redis.hget(CLOSED_KEY, String(month.num)));
     const field = `#closed:${month.num}`;
@@ -269,6 +284,23 @@ export class UsageStore {
     return { closedAtMs, already: set === 0 };
   }
 
+  /**
+   * Drops late usage and close marks of months 13 or more before `month` (billing has long billed
+   * them; their counters are gone), so the late hashes hold about a year.
+   */
+  private async pruneLate(month: Month): Promise<void> {
+    const cutoff = this.clock.shift(month, -13).num;
+    await Promise.all(
+      Array.from({ length: this.layout.groups }, async (_, g) => {
+        const key = this.layout.lateKey(g);
+        const old = Object.keys(await this.redis.hgetall(key)).filter(
+          (f) => Number(f.slice(f.lastIndexOf(f.startsWith("#") ? ":" : "|") + 1)) <= cutoff,
+        );
+        if (old.length > 0) await this.redis.hdel(key, ...old);
+      }),
+    );
+  }
+
   /** Late usage of closed months: per line and month, the bytes counted after the close (cumulative). */
   async *lateUsage(): AsyncGenerator<{ sid: string; month: number; bytes: bigint }[]> {
     for (let g = 0; g < this.layout.groups; g++) {
@@ -284,11 +316,13 @@ export class UsageStore {
   }
 
   /**
-   * The months a quota change may find counters in: the open ones and the next (reports dated a
-   * few minutes ahead of the clock count there before the month begins).
+   * The months a quota change may find counters in: this one and the one before (when still kept),
+   * and the next (reports dated a few minutes ahead of the clock count there before the month
+   * begins): three, as the quota script takes per line. An older month still kept because billing
+   * has not closed it yet has had its alerts; its counting goes on against the quota it holds.
    */
   private quotaMonths(): Month[] {
-    const open = this.openMonths();
+    const open = this.openMonths().slice(-2);
     return [...open, this.clock.shift(open[open.length - 1] as Month, 1)];
   }
 
