@@ -246,7 +246,10 @@ export function personFor(k: number): Person {
 function monthStarts(now: Date, timeZone: string) {
   const zone = new ZonedTime(timeZone);
   const { year: y, month: m } = zone.fields(now.getTime());
+  const last = zone.fields(zone.instant(y, m - 1, 1));
   return {
+    /** "YYYY-MM" of last month. */
+    lastLabel: `${last.year}-${String(last.month).padStart(2, "0")}`,
     /** First instant of last month, of this month. */
     lastMonth: zone.instant(y, m - 1, 1),
     thisMonth: zone.instant(y, m, 1),
@@ -260,6 +263,7 @@ function monthStarts(now: Date, timeZone: string) {
 const hex = (b: Buffer) => `\\\\x${b.toString("hex")}`;
 const iso = (ms: number) => new Date(ms).toISOString();
 const DAY = 86_400_000;
+const MERCHANTS = ["APP-STORE", "GAME-CO", "WEBTOON", "MUSIC-STREAM", "TAXI-APP"];
 
 interface Batch {
   index: number;
@@ -276,6 +280,7 @@ interface Rows {
   plans: string[];
   vas: string[];
   discounts: string[];
+  payments: string[];
 }
 
 async function generate(
@@ -294,6 +299,7 @@ async function generate(
     plans: [],
     vas: [],
     discounts: [],
+    payments: [],
   };
   const { pii } = o;
   const key = pii.activeKeyId;
@@ -361,6 +367,18 @@ async function generate(
       if (r() < 0.35) rows.discounts.push(`${id.line}\tCONTRACT-25\t[${iso(activated)},)\n`);
       if (r() < 0.1) rows.discounts.push(`${id.line}\tFAMILY-5500\t[${iso(activated)},)\n`);
       if (r() < 0.01) rows.discounts.push(`${id.line}\tWELFARE-11000\t[${iso(activated)},)\n`);
+      // Micro-payments: a tenth of the lines paid 1-3 times last month (their own draws, so the
+      // history above stays what earlier seeds made).
+      const mr = rng(lineIndex * 7_919 + 13);
+      if (activated < t.lastMonth && mr() < 0.1) {
+        for (let n = 1 + Math.floor(mr() * 3), q = 0; q < n; q++) {
+          const at = t.dayOfLastMonth(1 + Math.floor(mr() * 27)) + Math.floor(mr() * DAY);
+          const amount = 1_000 + 100 * Math.floor(mr() * 300);
+          rows.payments.push(
+            `${id.line}\t${pick(mr, MERCHANTS)}\t${amount}\t${iso(at)}\t${t.lastLabel}\t${o.tag}:${id.line}:mp${q}\n`,
+          );
+        }
+      }
     }
     const email = p.email
       ? `${hex(pii.seal(p.email, "customers.email"))}\t${hex(pii.blindIndex("email", p.email))}`
@@ -386,6 +404,7 @@ const COPIES: [keyof Rows, string][] = [
   ["plans", "domain.subscription_plan (subscription_id, plan_id, valid)"],
   ["vas", "domain.subscription_vas (subscription_id, vas_id, valid)"],
   ["discounts", "domain.subscription_discount (subscription_id, discount_id, valid)"],
+  ["payments", "domain.micro_payments (subscription_id, merchant, amount_krw, occurred_at, month, idempotency_key)"],
 ];
 
 async function copy(client: pg.PoolClient, target: string, rows: string[]): Promise<void> {

@@ -19,16 +19,15 @@ let units: RunningUnits;
 let staff: ReturnType<typeof grpcClient<typeof InvoiceService>>;
 let executionId: string;
 
-/** Writes one invoice with its lines the way the billing job does: number from the month's counter, one transaction. */
+/** Writes one invoice with its lines as the billing job's tables hold them: the month's next number, one transaction. */
 async function issue(line: string, month: string, planFee = 69_000, discount = 17_250): Promise<string> {
   return units.knex.billing.transaction(async (trx) => {
-    const { rows } = await trx.raw<{ rows: { last_number: string }[] }>(
-      `insert into billing.invoice_number_counters (month, last_number) values (?, 1)
-       on conflict (month) do update set last_number = billing.invoice_number_counters.last_number + 1
-       returning last_number`,
+    await trx.raw("lock table billing.invoices in share row exclusive mode");
+    const { rows } = await trx.raw<{ rows: { n: number }[] }>(
+      "select coalesce(max(right(invoice_number, 7)::int), 0) + 1 as n from billing.invoices where month = ?",
       [month],
     );
-    const number = `${month}-${String(rows[0]?.last_number).padStart(7, "0")}`;
+    const number = `${month}-${String(rows[0]?.n).padStart(7, "0")}`;
     const subtotal = planFee - discount;
     const vat = Math.round(subtotal / 10);
     const [inv] = await trx("billing.invoices")

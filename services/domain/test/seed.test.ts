@@ -61,6 +61,7 @@ after(async () => {
       "subscription_vas",
       "subscription_discount",
       "subscription_status_history",
+      "micro_payments",
     ])
       await trx(table).whereIn("subscription_id", lines.clone().transacting(trx)).delete();
     const ids = (await numbers.clone().transacting(trx)).map((r: { number_id: string }) => r.number_id);
