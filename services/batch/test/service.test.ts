@@ -157,6 +157,10 @@ describe("the usage unit's close of a month", () => {
     const first = await usage.closeMonth({ month: "2026-03" });
     assert.equal(first.alreadyClosed, false);
     await h.use("LS0001", "2026-03", [Number(2n * MiB)], 2);
+    // The month's counters now expire on their own, the grace (15 days) after the close.
+    const m = h.store.clock.parse("2026-03");
+    const ttl = await h.store.redis.ttl(h.store.layout.monthKey(h.store.layout.bucket("LS0001"), m));
+    assert.ok(ttl > 15 * 86_400 - 120 && ttl <= 15 * 86_400, `TTL ${ttl} s`);
     const second = await usage.closeMonth({ month: "2026-03" });
     assert.equal(second.alreadyClosed, true);
     assert.deepEqual(second.closedAt, first.closedAt);
