@@ -282,6 +282,8 @@ describe("monthly billing job", () => {
     const lateOct = [Number(50n * MiB)];
     await h.use("LB0003", "2026-10", lateOct, 10);
     await h.use("LB0001", "2026-10", [Number(GiB)], 10);
+    // LB0005 was terminated on 10/20: no November invoice to carry its late bytes.
+    await h.use("LB0005", "2026-10", [Number(3n * MiB)], 1);
     const at = await h.store.get("LB0003", h.store.clock.parse("2026-10"));
     assert.equal(at.usedBytes, 2n * GiB + 150n * MiB + 1n, "the usage unit's count stays exact");
     const totals = new Map<string, bigint>();
@@ -292,7 +294,13 @@ describe("monthly billing job", () => {
     const job = await h.job();
     const { executionId } = await job.start("2026-11");
     await job.run(executionId);
-    assert.equal((await repo.getExecution(BigInt(executionId)))?.status, "COMPLETED");
+    const nov = await repo.getExecution(BigInt(executionId));
+    assert.equal(nov?.status, "COMPLETED");
+    assert.match(
+      nov?.exit_message ?? "",
+      new RegExp(`; late usage of 1 line\\(s\\), ${3n * MiB} bytes, left unbilled \\(no invoice of theirs this month`),
+      "late usage no invoice can carry is reported, not dropped",
+    );
     // 50 late MiB on top of October's 100 MiB + 1 byte over: 151 units − 101 billed = 50 × 23.
     const three = await invoiceOf("LB0003", "2026-11");
     assert.deepEqual(

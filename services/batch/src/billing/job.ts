@@ -453,11 +453,11 @@ export class BillingJob {
         await this.endExecution(executionId, "STOPPED", "stopped on request while sending bill messages");
         return;
       }
-      await this.close(executionId, instanceId, month);
+      const unbilled = await this.close(executionId, instanceId, month);
       await this.endExecution(
         executionId,
         "COMPLETED",
-        `billed ${label} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        `billed ${label} in ${((Date.now() - started) / 1000).toFixed(1)} s${unbilled}`,
       );
     } catch (e) {
       if (e instanceof Fenced || ctl.fenced) {
@@ -1040,9 +1040,11 @@ export class BillingJob {
 
   /**
    * Checks the month's invoices against the partition plan (every line billed once, numbers
-   * 1..n without a gap) and marks the month closed (billing.months).
+   * 1..n without a gap) and marks the month closed (billing.months). Returns what the execution's
+   * message says of late usage left unbilled (lines with no invoice this month, e.g. terminated,
+   * or whose month's own invoice is missing): counted, not silently dropped.
    */
-  private async close(executionId: string, instanceId: string, month: BillingMonth) {
+  private async close(executionId: string, instanceId: string, month: BillingMonth): Promise<string> {
     const stepId = await this.beginStep(this.pool, executionId, CLOSE_STEP, {});
     try {
       const planned = await this.pool.query<{ n: string }>(
@@ -1079,7 +1081,26 @@ export class BillingJob {
           [stepId, n],
         );
       });
+      const left = await this.pool.query<{ lines: number; bytes: string | null }>(
+        `select count(distinct s.subscription_id)::int lines, sum(s.late_bytes - coalesce(b.through, 0)) bytes
+           from billing.late_snapshot s
+           left join lateral (select max(through_bytes) through from billing.late_billed b
+                               where b.subscription_id = s.subscription_id and b.origin_month = s.origin_month
+                                 and b.billed_month <= s.month) b on true
+          where s.month = $1 and s.late_bytes > coalesce(b.through, 0)`,
+        [month.label],
+      );
+      const l = left.rows[0] ?? { lines: 0, bytes: null };
+      await this.pool.query("update billing.step_execution_context set context = $2 where step_execution_id = $1", [
+        stepId,
+        JSON.stringify({ invoices: want, unbilledLateLines: l.lines, unbilledLateBytes: l.bytes ?? "0" }),
+      ]);
       await this.endStep(this.pool, stepId, "COMPLETED");
+      if (l.lines > 0) {
+        this.log.warn({ executionId, lines: l.lines, bytes: l.bytes }, "late usage left unbilled");
+        return `; late usage of ${l.lines} line(s), ${l.bytes} bytes, left unbilled (no invoice of theirs this month or of the month it belongs to)`;
+      }
+      return "";
     } catch (e) {
       if (!(e instanceof Fenced)) await this.endStep(this.pool, stepId, "FAILED", (e as Error).message).catch(() => {});
       throw e;
