@@ -173,6 +173,7 @@ async function main() {
         env: {
           ...process.env,
           USAGE_PORT: "0",
+          METRICS_PORT: "0",
           USAGE_COMPONENTS: k === 0 ? "aggregator,relay" : "aggregator",
           REDIS_URL: redisServer.url,
           KAFKA_BROKERS: BROKERS.join(","),

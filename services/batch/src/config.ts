@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { ConfigError, type ConfigOf, defineConfig, loadConfig } from "../../kit/src/config.js";
-import { commonSpec } from "../../kit/src/settings.js";
+import { commonSpec, metricsPortSpec } from "../../kit/src/settings.js";
 
 export const spec = defineConfig({
   ...commonSpec,
@@ -11,6 +11,7 @@ export const spec = defineConfig({
     default: 50054,
     description: "Port of the batch unit (gRPC, gRPC-Web, Connect).",
   },
+  METRICS_PORT: metricsPortSpec(9104),
   BATCH_DB_POOL_MAX: {
     type: "int",
     min: 1,

@@ -2,6 +2,7 @@ import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js
 import type { BillingJob } from "./billing/job.js";
 import { createBillingJob } from "./billing/wiring.js";
 import { readConfig } from "./config.js";
+import { watchBilling } from "./metrics.js";
 import { policy } from "./routes.js";
 import { createServer } from "./server.js";
 import { JobRepository } from "./store/job-repository.js";
@@ -27,6 +28,10 @@ await runUnit({
       });
       lifecycle.onShutdown("close", "billing-job", () => billing.close());
     }
+    watchBilling(
+      (sql) => knex.raw(sql),
+      () => (job ? [...job.inFlight()].length : 0),
+    );
     return createServer({ jobs: new JobRepository(knex), job }, await serverSettings(config, logger, policy));
   },
 });

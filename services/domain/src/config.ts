@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigOf, defineConfig, loadConfig } from "../../kit/src/config.js";
-import { commonSpec } from "../../kit/src/settings.js";
+import { commonSpec, metricsPortSpec } from "../../kit/src/settings.js";
 import { parseKeyRing } from "./pii/cipher.js";
 
 export const spec = defineConfig({
@@ -11,6 +11,7 @@ export const spec = defineConfig({
     default: 50053,
     description: "Port of the domain unit (gRPC, gRPC-Web, Connect).",
   },
+  METRICS_PORT: metricsPortSpec(9103),
   AUTH_SIGNING_KEY: {
     type: "string",
     secret: true,

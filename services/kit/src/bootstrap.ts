@@ -3,9 +3,11 @@ import type { ConfigOf } from "./config.js";
 import { ConfigError, configOrExit, redactUrl } from "./config.js";
 import { Lifecycle } from "./lifecycle.js";
 import { createLogger, type Logger } from "./logger.js";
+import { initMetrics, startMetricsServer } from "./metrics.js";
 import { createKnex, type Knex } from "./postgres.js";
 import type { RpcServer } from "./server.js";
 import { type commonSpec, readTls } from "./settings.js";
+import { startTelemetry } from "./telemetry.js";
 
 export type CommonConfig = ConfigOf<typeof commonSpec>;
 
@@ -16,12 +18,12 @@ export interface UnitContext<C> {
 }
 
 /**
- * The one way every unit's main.ts starts: telemetry (the observability issue hooks in here),
- * config (fail fast, exit 78), JSON logger, signal handlers, the unit's dependencies (which
+ * The one way every unit's main.ts starts: config (fail fast, exit 78), JSON logger, signal
+ * handlers, tracing (when an OTLP endpoint is set) and the Prometheus endpoint, the unit's dependencies (which
  * register their own shutdown steps), then listen. SIGTERM drains RPCs and stops consumers
  * (committing their offsets) before datastores close.
  */
-export async function runUnit<C extends CommonConfig>(o: {
+export async function runUnit<C extends CommonConfig & { METRICS_PORT: number }>(o: {
   unit: string;
   readConfig: () => C;
   port: (config: C) => number;
@@ -36,6 +38,15 @@ export async function runUnit<C extends CommonConfig>(o: {
     void lifecycle.shutdown("unhandledRejection").finally(() => process.exit(1));
   });
   try {
+    const telemetry = await startTelemetry(o.unit);
+    // Registered first, so it runs with the datastores' close, after everything that makes spans.
+    lifecycle.onShutdown("close", "telemetry", () => telemetry.shutdown());
+    initMetrics(o.unit);
+    const metrics = await startMetricsServer(config.METRICS_PORT, config.BIND_HOST).catch((e: Error) => {
+      throw new Error(`metrics port ${config.BIND_HOST}:${config.METRICS_PORT} (METRICS_PORT): ${e.message}`);
+    });
+    lifecycle.onShutdown("close", "metrics", () => metrics.close());
+    logger.info({ url: metrics.url, tracing: telemetry.enabled }, "metrics listening");
     const server = await o.build({ config, logger, lifecycle });
     const where = await server.listen(o.port(config), config.BIND_HOST);
     lifecycle.onShutdown("drain", "rpc", () => server.drain());

@@ -11,6 +11,20 @@ import {
   type Producer,
 } from "kafkajs";
 import type { Logger } from "./logger.js";
+import { kafkaConsumed, kafkaConsumerLag, kafkaDeadLettered, kafkaProduced } from "./metrics.js";
+import {
+  type Context,
+  context,
+  contextFromTraceparent,
+  failSpan,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  trace,
+  traceparentOf,
+  tracer,
+  tracingOn,
+} from "./telemetry.js";
 
 /** Header naming the Protobuf message type of a record's value when it is not the topic's default. */
 export const MESSAGE_TYPE_HEADER = "telco-message-type";
@@ -72,6 +86,75 @@ export async function createProducer(kafka: Kafka, { maxInFlightRequests = 1 } =
   });
   await producer.connect();
   return producer;
+}
+
+export interface PublishOptions {
+  /**
+   * Give records with no trace context a span of their own (a new trace) when tracing is on;
+   * `fallback` supplies their traceparent when it is off. Without it such records just go out.
+   */
+  newTrace?: { fallback: () => string };
+}
+
+/**
+ * Sends records with acks=all, each with a PRODUCER span `<topic> publish` (messaging.*
+ * conventions) under its own trace context: its traceparent header if it has one, else the active
+ * span. The span's context replaces the header, so the consumer's span is the span's child and
+ * the trace continues across the broker. Records with no context at all (a billing run's
+ * million bill messages) get no span. Counted in telco_kafka_records_produced_total.
+ */
+export async function publish(
+  producer: Producer,
+  topicMessages: { topic: string; messages: Message[] }[],
+  o: PublishOptions = {},
+): Promise<void> {
+  const spans: Span[] = [];
+  const active = trace.getSpan(context.active());
+  for (const { topic, messages } of topicMessages) {
+    for (const m of messages) {
+      const headers = { ...(m.headers ?? {}) } as Record<string, string | Buffer>;
+      const own = headerString(headers as IHeaders, "traceparent");
+      if (!tracingOn()) {
+        // No spans: a record that starts a trace still gets a traceparent of its own.
+        if (!own && o.newTrace) {
+          const tp = o.newTrace.fallback();
+          if (tp) headers.traceparent = tp;
+        }
+        m.headers = headers;
+        continue;
+      }
+      let parent: Context | undefined;
+      if (own) parent = contextFromTraceparent(own, headerString(headers as IHeaders, "tracestate"));
+      else if (active?.isRecording()) parent = context.active();
+      else if (o.newTrace) parent = ROOT_CONTEXT;
+      if (!parent) continue;
+      const span = tracer().startSpan(
+        `${topic} publish`,
+        {
+          kind: SpanKind.PRODUCER,
+          attributes: {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "send",
+            "messaging.destination.name": topic,
+          },
+        },
+        parent,
+      );
+      const tp = traceparentOf(span) || own || o.newTrace?.fallback() || "";
+      if (tp) headers.traceparent = tp;
+      m.headers = headers;
+      spans.push(span);
+    }
+  }
+  try {
+    await producer.sendBatch({ acks: -1, topicMessages });
+  } catch (e) {
+    for (const span of spans) failSpan(span, e);
+    throw e;
+  } finally {
+    for (const span of spans) span.end();
+  }
+  for (const { topic, messages } of topicMessages) kafkaProduced.inc({ topic }, messages.length);
 }
 
 export interface EncodeOptions {
@@ -242,6 +325,8 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
   /** Per partition, which read of it this is: a rewind or a rebalance starts another. */
   private readonly reads = new Map<number, number>();
   private stopping = false;
+  /** Partitions whose lag this member reports. */
+  private readonly lagged = new Set<string>();
 
   constructor(private readonly o: ProtoConsumerOptions<Desc, T>) {
     this.consumer = o.kafka.consumer({
@@ -254,11 +339,14 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
     this.log = o.logger.child({ component: "consumer", topic: o.topic, group: o.groupId });
     // After a rebalance every partition is read from its committed offset again: batches of the
     // earlier read still in work must not commit, and no earlier rewind holds any more.
-    this.consumer.on(this.consumer.events.GROUP_JOIN, () => {
+    this.consumer.on(this.consumer.events.GROUP_JOIN, (e) => {
       for (const p of new Set([...this.jobs.keys(), ...this.rewound.keys()])) {
         this.reads.set(p, (this.reads.get(p) ?? 0) + 1);
       }
       this.rewound.clear();
+      // Partitions now another member's: their lag is that member's to report.
+      const mine = new Set((e.payload.memberAssignment[o.topic] ?? []).map(String));
+      for (const p of this.lagged) if (!mine.has(p)) this.forgetLag(p);
     });
   }
 
@@ -282,6 +370,10 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
     commitOffsetsIfNecessary,
   }: EachBatchPayload): Promise<void> {
     if (batch.messages.length === 0 || !isRunning() || isStale()) return;
+    // As fetched: this batch and what follows it are not committed yet (a consumer stuck on a
+    // batch shows its lag growing).
+    const first = batch.firstOffset() ?? batch.messages[0]?.offset ?? "0";
+    this.setLag(batch.partition, BigInt(batch.highWatermark) - BigInt(first));
     const good: Decoded<T>[] = [];
     const dead: DeadLetter[] = [];
     const byOffset = new Map(batch.messages.map((m) => [m.offset, m]));
@@ -298,10 +390,20 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
     }
     const handleAndDeadLetter = async () => {
       if (good.length > 0) {
-        const rejected = await this.o.handle(good, { topic: batch.topic, partition: batch.partition });
-        for (const r of rejected ?? []) {
-          const m = byOffset.get(r.record.offset);
-          if (m) dead.push({ m, reason: r.reason, value: r.value, headers: r.headers });
+        const traced = this.processSpans(good, batch.topic, batch.partition);
+        try {
+          const rejected = await context.with(traced.context, () =>
+            this.o.handle(good, { topic: batch.topic, partition: batch.partition }),
+          );
+          for (const r of rejected ?? []) {
+            const m = byOffset.get(r.record.offset);
+            if (m) dead.push({ m, reason: r.reason, value: r.value, headers: r.headers });
+          }
+        } catch (e) {
+          for (const span of traced.spans) failSpan(span, e);
+          throw e;
+        } finally {
+          for (const span of traced.spans) span.end();
         }
       }
       if (dead.length > 0) await this.deadLetter(batch.topic, batch.partition, dead);
@@ -314,6 +416,9 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
       await commitOffsetsIfNecessary({
         topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: next }] }],
       });
+      kafkaConsumed.inc({ topic: batch.topic, group: this.o.groupId }, good.length + dead.length);
+      // The log end offset as of this fetch less what is now committed.
+      this.setLag(batch.partition, BigInt(batch.highWatermark) - BigInt(next));
       this.o.onCommitted?.({ partition: batch.partition, offset: next, good: good.length, dead: dead.length });
     };
     if ((this.o.pipeline ?? 1) <= 1) {
@@ -333,7 +438,6 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
     // kafkajs goes on. A batch whose work fails rewinds the partition to it: it and every batch
     // read after it (an older "read" of the partition) are never committed, and are read again.
     const p = batch.partition;
-    const first = batch.firstOffset() ?? batch.messages[0]?.offset ?? "0";
     const rewoundTo = this.rewound.get(p);
     if (rewoundTo !== undefined) {
       // After a failure, only a batch that reads the failed one again may go on.
@@ -386,6 +490,57 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
     await heartbeat();
   }
 
+  /**
+   * A CONSUMER span per record that carries a W3C traceparent, child of the producer's span; the
+   * record's traceparent header is replaced by the span's, so what the handler passes on (an
+   * alert's outbox entry, a message row) continues the trace from here. The handler runs in the
+   * first traced record's span (its datastore calls appear there).
+   */
+  private processSpans(records: Decoded<T>[], topic: string, partition: number): { spans: Span[]; context: Context } {
+    const spans: Span[] = [];
+    let first: Context | undefined;
+    if (!tracingOn()) return { spans, context: context.active() };
+    for (const r of records) {
+      const tp = r.headers.traceparent;
+      if (!tp) continue;
+      const parent = contextFromTraceparent(tp, r.headers.tracestate);
+      const span = tracer().startSpan(
+        `${topic} process`,
+        {
+          kind: SpanKind.CONSUMER,
+          attributes: {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": String(partition),
+            "messaging.consumer.group.name": this.o.groupId,
+            "messaging.kafka.offset": Number(r.offset),
+            "messaging.batch.message_count": records.length,
+          },
+        },
+        parent,
+      );
+      const own = traceparentOf(span);
+      if (own) r.headers.traceparent = own;
+      spans.push(span);
+      // A sampled record's span, if the batch has one (an unsampled first record would hide
+      // the datastore calls from the sampled trace).
+      if (!first && span.isRecording()) first = trace.setSpan(parent, span);
+    }
+    return { spans, context: first ?? context.active() };
+  }
+
+  private setLag(partition: number, lag: bigint): void {
+    const p = String(partition);
+    this.lagged.add(p);
+    kafkaConsumerLag.set({ topic: this.o.topic, partition: p, group: this.o.groupId }, Number(lag > 0n ? lag : 0n));
+  }
+
+  private forgetLag(p: string): void {
+    this.lagged.delete(p);
+    kafkaConsumerLag.remove({ topic: this.o.topic, partition: p, group: this.o.groupId });
+  }
+
   /** A batch failed: read the partition again from the earliest failed batch (none after it is committed). */
   private rewind(topic: string, partition: number, offset: string, err: unknown): void {
     const earlier = this.rewound.get(partition);
@@ -424,6 +579,8 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
         },
       })),
     });
+    kafkaDeadLettered.inc({ topic, group: this.o.groupId }, dead.length);
+    kafkaProduced.inc({ topic: dlqTopic(topic) }, dead.length);
     for (const { m, reason } of dead) {
       this.log.warn({ partition, offset: m.offset, reason }, "record dead-lettered");
     }
@@ -450,5 +607,6 @@ export class ProtoConsumer<Desc extends DescMessage, T = MessageShape<Desc>> {
       }
     }
     await this.consumer.disconnect();
+    for (const p of [...this.lagged]) this.forgetLag(p);
   }
 }

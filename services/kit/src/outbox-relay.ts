@@ -1,5 +1,6 @@
 import type { Producer } from "kafkajs";
 import type { Knex } from "knex";
+import { publish } from "./kafka.js";
 import type { Logger } from "./logger.js";
 
 /** One record of a unit's transactional outbox. */
@@ -234,12 +235,12 @@ export class OutboxRelay {
       list.push(r);
       byTopic.set(r.topic, list);
     }
-    await this.o.producer.sendBatch({
-      acks: -1,
-      topicMessages: [...byTopic].map(([topic, list]) => ({
+    await publish(
+      this.o.producer,
+      [...byTopic].map(([topic, list]) => ({
         topic,
-        messages: list.map((r) => ({ key: r.key, value: r.payload, headers: r.headers })),
+        messages: list.map((r) => ({ key: r.key, value: r.payload, headers: { ...r.headers } })),
       })),
-    });
+    );
   }
 }

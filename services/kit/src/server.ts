@@ -19,6 +19,7 @@ import {
   ServerReflectionV1,
   ServerReflectionV1Alpha,
 } from "./reflection.js";
+import { observedGate, serverTelemetry } from "./rpc-telemetry.js";
 
 export interface RpcServerOptions {
   unit: string;
@@ -95,8 +96,9 @@ export class RpcServer {
         router.service(ServerReflectionV1, reflectionV1(this.index));
         router.service(ServerReflectionV1Alpha, reflectionV1Alpha(this.index));
       },
-      interceptors: [answerOnShutdown, ...(opts.interceptors ?? [])],
-      ...(opts.auth === "none" ? {} : { requestGate: authGate(opts.auth.verifier, opts.auth.policy) }),
+      // The telemetry interceptor is outermost: its span and duration cover everything else.
+      interceptors: [serverTelemetry, answerOnShutdown, ...(opts.interceptors ?? [])],
+      ...(opts.auth === "none" ? {} : { requestGate: observedGate(authGate(opts.auth.verifier, opts.auth.policy)) }),
       shutdownSignal: this.shutdown.signal,
       readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
     });

@@ -66,7 +66,44 @@ export const commonSpec = {
     default: 30_000,
     description: "Hard limit of the whole graceful shutdown; the process exits 1 after it.",
   },
+  OTEL_EXPORTER_OTLP_ENDPOINT: {
+    type: "string",
+    default: "",
+    description:
+      "Where traces go over OTLP (http://host:4318 for OTLP/HTTP, the cluster's Alloy); empty = tracing off. The SDK's other standard OTEL_* variables apply (OTEL_EXPORTER_OTLP_PROTOCOL http/protobuf | http/json | grpc, OTEL_BSP_*, OTEL_SDK_DISABLED).",
+  },
+  OTEL_TRACES_SAMPLER: {
+    type: "enum",
+    values: [
+      "always_on",
+      "always_off",
+      "traceidratio",
+      "parentbased_always_on",
+      "parentbased_always_off",
+      "parentbased_traceidratio",
+    ],
+    default: "parentbased_always_on",
+    description:
+      "Which traces are kept: parentbased_* follow the caller's decision (a trace once started is followed through every unit).",
+  },
+  OTEL_TRACES_SAMPLER_ARG: {
+    type: "string",
+    default: "",
+    pattern: /^$|^(0(\.\d+)?|1(\.0+)?)$/,
+    description: "The ratio for the *traceidratio samplers, 0 to 1 (e.g. 0.01).",
+  },
 } satisfies Record<string, Spec>;
+
+/** The unit's Prometheus port (each unit has its own default: usage 9101 … batch 9104). */
+export function metricsPortSpec(port: number) {
+  return {
+    type: "int",
+    min: 0,
+    max: 65_535,
+    default: port,
+    description: `Port of the unit's Prometheus endpoint (/metrics) on BIND_HOST; ${port} by default, 0 = any free port (logged).`,
+  } satisfies Spec;
+}
 
 /** Rejects a time zone the runtime does not know (a typo would silently count months in UTC). */
 export function checkTimeZone(tz: string): string | undefined {

@@ -3,6 +3,7 @@ import { type Client, createClient, type Interceptor } from "@connectrpc/connect
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TokenSigner } from "./auth.js";
 import { ConfigError } from "./config.js";
+import { clientTelemetry } from "./rpc-telemetry.js";
 
 /** Lifetime of the service tokens a unit mints for its own calls; renewed a minute before expiry. */
 const SERVICE_TOKEN_TTL_S = 600;
@@ -53,7 +54,10 @@ export class ServiceTokens {
   }
 }
 
-/** A generated client of another unit over gRPC (h2c, or TLS for https URLs), as this unit. */
+/**
+ * A generated client of another unit over gRPC (h2c, or TLS for https URLs), as this unit; each
+ * call is a client span and is counted in telco_rpc_client_*.
+ */
 export function unitClient<S extends DescService>(service: S, baseUrl: string, tokens: ServiceTokens): Client<S> {
-  return createClient(service, createGrpcTransport({ baseUrl, interceptors: [tokens.interceptor()] }));
+  return createClient(service, createGrpcTransport({ baseUrl, interceptors: [clientTelemetry, tokens.interceptor()] }));
 }

@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigOf, defineConfig, loadConfig } from "../../kit/src/config.js";
-import { checkTimeZone, commonSpec } from "../../kit/src/settings.js";
+import { checkTimeZone, commonSpec, metricsPortSpec } from "../../kit/src/settings.js";
 import { parseQuietHours } from "./delivery/quiet-hours.js";
 
 export const COMPONENTS = ["intake", "dispatcher", "relay"] as const;
@@ -13,6 +13,7 @@ export const spec = defineConfig({
     default: 50052,
     description: "Port of the message unit (gRPC, gRPC-Web, Connect).",
   },
+  METRICS_PORT: metricsPortSpec(9102),
   MESSAGE_DB_POOL_MAX: {
     type: "int",
     min: 1,

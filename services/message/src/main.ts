@@ -10,6 +10,7 @@ import { Dispatcher } from "./delivery/dispatcher.js";
 import { Intake } from "./delivery/intake.js";
 import { Limits } from "./delivery/limits.js";
 import { parseQuietHours, systemClock, ZonedTime } from "./delivery/quiet-hours.js";
+import { watchProviders } from "./metrics.js";
 import { type Provider, providerModules } from "./providers/provider.js";
 import { policy } from "./routes.js";
 import { createServer } from "./server.js";
@@ -91,6 +92,7 @@ await runUnit({
         lifecycle.onShutdown("close", `provider-${p.name}`, () => p.stop());
         providers.set(channel, p);
       }
+      watchProviders(providers);
       const tokens = await ServiceTokens.create(config.SERVICE_SIGNING_KEY, "message");
       dispatcher = new Dispatcher({
         store: messages,

@@ -3,6 +3,7 @@ import { UsageEventBatchSchema, UsageEventSchema } from "../../../gen/telco/usag
 import { ID_RE } from "../../kit/src/errors.js";
 import { type Decoded, MESSAGE_TYPE_HEADER, type Rejection } from "../../kit/src/kafka.js";
 import type { Logger } from "../../kit/src/logger.js";
+import { usageEvents } from "./metrics.js";
 import type { Month, MonthClock } from "./months.js";
 import { MAX_SEQ, SEQ_WINDOW } from "./redis/scripts.js";
 import type { UsageInput, UsageStore } from "./redis/store.js";
@@ -124,6 +125,8 @@ export class Aggregator {
       this.stats.counted += r.counted;
       this.stats.duplicates += r.duplicates;
       this.stats.replayed += r.replayed;
+      usageEvents.inc({ result: "counted" }, r.counted);
+      usageEvents.inc({ result: "duplicate" }, r.duplicates + r.replayed);
       this.stats.alerts += r.alerts;
       for (const i of r.stale) {
         const { record, index, event } = origin[i] as (typeof origin)[number];

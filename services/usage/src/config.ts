@@ -1,5 +1,5 @@
 import { ConfigError, type ConfigOf, defineConfig, loadConfig } from "../../kit/src/config.js";
-import { checkTimeZone, commonSpec } from "../../kit/src/settings.js";
+import { checkTimeZone, commonSpec, metricsPortSpec } from "../../kit/src/settings.js";
 
 /** The parts of the usage unit one process can run; a deployment may split them over processes. */
 export const COMPONENTS = ["aggregator", "relay", "quotas", "timeseries"] as const;
@@ -13,6 +13,7 @@ export const spec = defineConfig({
     default: 50051,
     description: "Port of the usage unit (gRPC, gRPC-Web, Connect).",
   },
+  METRICS_PORT: metricsPortSpec(9101),
   USAGE_COMPONENTS: {
     type: "list",
     default: [...COMPONENTS],

@@ -6,6 +6,7 @@ import type { Logger } from "../../kit/src/logger.js";
 import type { RedisClient } from "../../kit/src/redis.js";
 import { TOPICS } from "../../kit/src/topics.js";
 import { Aggregator, readUsageValue, type UsageValue } from "./aggregator.js";
+import { usageEvents } from "./metrics.js";
 import { domainEventsHandler } from "./quotas.js";
 import type { UsageStore } from "./redis/store.js";
 import { OutboxRelay } from "./relay.js";
@@ -84,7 +85,11 @@ export class UsagePipeline {
         pipeline: o.batchesInFlight ?? 2,
         sessionTimeout: o.sessionTimeoutMs,
         fetch: { maxBytesPerPartition: 4 * 1024 * 1024, maxBytes: 32 * 1024 * 1024, maxWaitTimeInMs: 200 },
-        onCommitted: ({ partition, offset }) => this.committed.set(partition, BigInt(offset)),
+        onCommitted: ({ partition, offset, dead }) => {
+          this.committed.set(partition, BigInt(offset));
+          // Records the consumer could not decode and events the aggregator refused alike.
+          if (dead > 0) usageEvents.inc({ result: "dead_lettered" }, dead);
+        },
       });
     }
     if (o.components.quotas) {

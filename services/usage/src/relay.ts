@@ -7,10 +7,12 @@ import {
   type NotificationRequest,
   NotificationRequestSchema,
 } from "../../../gen/telco/message/v1/events_pb.js";
-import { encodeRecord } from "../../kit/src/kafka.js";
+import { encodeRecord, publish } from "../../kit/src/kafka.js";
 import type { Logger } from "../../kit/src/logger.js";
 import type { RedisClient } from "../../kit/src/redis.js";
+import { context, ROOT_CONTEXT } from "../../kit/src/telemetry.js";
 import { TOPICS } from "../../kit/src/topics.js";
+import { notificationsRelayed, usageAlerts } from "./metrics.js";
 import type { Layout } from "./redis/store.js";
 
 /** How long a relay holds an outbox's lease at most: a publication takes far less; one that takes longer may be repeated by another relay (same ids). */
@@ -69,7 +71,10 @@ export class OutboxRelay {
 
   /** Publishes the outboxes of these groups now. */
   kick(groups: number[]): void {
-    for (const g of groups) void this.drain(g);
+    // Not in the trace of the batch that kicked it: each entry carries its own event's context.
+    context.with(ROOT_CONTEXT, () => {
+      for (const g of groups) void this.drain(g);
+    });
   }
 
   /** Checks every group's outbox once. */
@@ -128,12 +133,15 @@ export class OutboxRelay {
       const { request, traceparent } = toRequest(id, entries[id] as string);
       return encodeRecord(NotificationRequestSchema, request, {
         key: request.subscriptionId,
-        headers: { traceparent: traceparent || newTraceparent() },
+        headers: traceparent ? { traceparent } : {},
       });
     });
-    await this.o.producer.send({ topic: this.topic, acks: -1, messages });
+    // An alert whose usage event carried no trace context starts a trace of its own here.
+    await publish(this.o.producer, [{ topic: this.topic, messages }], { newTrace: { fallback: newTraceparent } });
     await this.o.redis.hdel(key, ...ids);
     this.stats.published += ids.length;
+    notificationsRelayed.inc(ids.length);
+    for (const id of ids) usageAlerts.inc({ level: id.slice(id.lastIndexOf(":") + 1) });
   }
 }
 

@@ -5,6 +5,8 @@ import { pipeline } from "node:stream/promises";
 import type pg from "pg";
 import { from as copyFrom } from "pg-copy-streams";
 import type { Logger } from "../../../kit/src/logger.js";
+import { context, ROOT_CONTEXT } from "../../../kit/src/telemetry.js";
+import { billingExecutions, billingItems } from "../metrics.js";
 import {
   BillingMonth,
   type Catalog,
@@ -362,11 +364,12 @@ export class BillingJob {
         where job_execution_id = $1 and status in ('STARTING', 'STARTED', 'STOPPING')`,
       [executionId, `abandoned: ${why}`],
     );
-    await c.query(
+    const failed = await c.query(
       `update billing.job_execution set status = 'FAILED', exit_code = 'FAILED', exit_message = $2, ended_at = now(), last_updated = now()
         where job_execution_id = $1`,
       [executionId, `abandoned: ${why}`],
     );
+    if ((failed.rowCount ?? 0) > 0) billingExecutions.inc({ status: "FAILED" });
     this.log.warn({ executionId }, `billing execution failed as abandoned: ${why}`);
   }
 
@@ -381,7 +384,10 @@ export class BillingJob {
   run(executionId: string): Promise<void> {
     // Never rejects: how it ended is in the job repository (an execution that could not even record
     // its end stops heartbeating and is taken for dead).
-    const p = this.execute(executionId)
+    // Out of the trace of the RPC that started it (which ends at once): a run of a million
+    // invoices is not one span's children; its steps' progress is in the job repository.
+    const p = context
+      .with(ROOT_CONTEXT, () => this.execute(executionId))
       .catch((e) => this.log.error({ err: e, executionId }, "billing execution could not run"))
       .finally(() => this.running.delete(executionId));
     this.running.set(executionId, p);
@@ -488,11 +494,13 @@ export class BillingJob {
   }
 
   private async endExecution(executionId: string, status: "COMPLETED" | "FAILED" | "STOPPED", message: string) {
-    await this.pool.query(
+    const ended = await this.pool.query(
       `update billing.job_execution set status = $2, exit_code = $2, exit_message = $3, ended_at = now(), last_updated = now()
         where job_execution_id = $1 and owner = $4 and status in ('STARTED', 'STOPPING')`,
       [executionId, status, message.slice(0, 2000), this.owner],
     );
+    // Not when another process took the execution over (it ended it already).
+    if ((ended.rowCount ?? 0) > 0) billingExecutions.inc({ status });
     this.log.info({ executionId, status }, `billing execution ${status}: ${message.slice(0, 500)}`);
   }
 
@@ -591,6 +599,7 @@ export class BillingJob {
           `update billing.step_execution set read_count = $2, write_count = $2, commit_count = 1 where step_execution_id = $1`,
           [stepId, lines + late.length],
         );
+        billingItems.inc({ step: "snapshot-usage" }, lines + late.length);
         await c.query(
           "update billing.step_execution_context set context = $2, updated_at = now() where step_execution_id = $1",
           [stepId, JSON.stringify({ lines, late: late.length, catalog: catalogJson(catalog) })],
@@ -945,6 +954,7 @@ export class BillingJob {
                 commit_count = commit_count + 1, last_updated = now() where step_execution_id = $1`,
         [stepId, invoices.length],
       );
+      billingItems.inc({ step: "bill-lines" }, invoices.length);
       await c.query(
         "update billing.step_execution_context set context = $2, updated_at = now() where step_execution_id = $1",
         [stepId, JSON.stringify(next)],
@@ -1024,6 +1034,7 @@ export class BillingJob {
                     commit_count = commit_count + 1, last_updated = now() where step_execution_id = $1`,
             [stepId, r.rows.length],
           );
+          billingItems.inc({ step: "notify-invoices" }, r.rows.length);
           await c.query(
             "update billing.step_execution_context set context = $2, updated_at = now() where step_execution_id = $1",
             [stepId, JSON.stringify(ctx)],

@@ -3,7 +3,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import pg from "pg";
 import { NotificationKind, NotificationRequestSchema } from "../../../../gen/telco/message/v1/events_pb.js";
 import { UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
-import { createKafka, createProducer } from "../../../kit/src/kafka.js";
+import { createKafka, createProducer, publish } from "../../../kit/src/kafka.js";
 import type { Logger } from "../../../kit/src/logger.js";
 import { ServiceTokens, unitClient } from "../../../kit/src/unit-client.js";
 import type { BatchConfig } from "../config.js";
@@ -62,11 +62,12 @@ export async function createBillingJob(
     },
     notice: invoiceNotice,
     async publish(records) {
-      await producer.send({
-        topic: config.NOTIFICATION_TOPIC,
-        acks: -1,
-        messages: records.map((r) => ({ key: r.key, value: Buffer.from(r.value), headers: r.headers })),
-      });
+      await publish(producer, [
+        {
+          topic: config.NOTIFICATION_TOPIC,
+          messages: records.map((r) => ({ key: r.key, value: Buffer.from(r.value), headers: r.headers })),
+        },
+      ]);
     },
     async closeUsageMonth(month) {
       await usage.closeMonth({ month });

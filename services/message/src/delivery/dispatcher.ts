@@ -1,6 +1,8 @@
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { SubscriptionService } from "../../../../gen/telco/domain/v1/subscription_pb.js";
 import type { Logger } from "../../../kit/src/logger.js";
+import { contextFromTraceparent, inSpan, SpanKind } from "../../../kit/src/telemetry.js";
+import { messagesTotal, rateLimitWaitSeconds, rateLimitWaits, submitDuration } from "../metrics.js";
 import type { Provider } from "../providers/provider.js";
 import { countSms } from "../sms/segments.js";
 import type { MessageRow, MessageStore } from "../store/message-store.js";
@@ -139,8 +141,35 @@ export class Dispatcher {
     return new Date(this.o.clock.now());
   }
 
+  /**
+   * `as`: the metric's status when it differs: a message failed before the provider saw it (no
+   * recipient, a template that does not render, too many segments) is "rejected", so that the
+   * provider's failure rate counts only what the provider refused.
+   */
+  private count(row: MessageRow, status: keyof Dispatcher["stats"], as: string = status): void {
+    this.stats[status]++;
+    const provider = this.o.providers.get(row.channel)?.name ?? "none";
+    messagesTotal.inc({ channel: row.channel, provider, status: as });
+  }
+
+  /**
+   * One claimed message, in a span continuing the trace of the request it came from (its
+   * domain lookup and the provider's submit are child spans).
+   */
+  private process(row: MessageRow): Promise<void> {
+    return inSpan(
+      "message dispatch",
+      {
+        kind: SpanKind.INTERNAL,
+        parent: contextFromTraceparent(row.traceparent ?? undefined),
+        attributes: { "message.id": row.message_id, "message.channel": row.channel, "message.kind": row.kind },
+      },
+      () => this.dispatch(row),
+    );
+  }
+
   /** One claimed message to its end (sent, failed) or back to waiting. */
-  private async process(row: MessageRow): Promise<void> {
+  private async dispatch(row: MessageRow): Promise<void> {
     const { store } = this.o;
     const provider = this.o.providers.get(row.channel);
     if (!provider) {
@@ -151,7 +180,7 @@ export class Dispatcher {
     // Quiet hours: non-urgent messages wait for the morning.
     const until = row.urgent ? undefined : this.o.zone.quietUntil(nowMs, this.o.quiet);
     if (until !== undefined) {
-      this.stats.deferred++;
+      this.count(row, "deferred");
       await store.requeue(row.message_id, row.claim_token, new Date(until), "deferred", "quiet hours", this.now());
       return;
     }
@@ -166,7 +195,7 @@ export class Dispatcher {
       const err = ConnectError.from(e);
       if (err.code === Code.NotFound || err.code === Code.InvalidArgument) {
         await store.fail(row.message_id, `recipient: ${err.rawMessage}`, this.now());
-        this.stats.failed++;
+        this.count(row, "failed", "rejected");
       } else {
         // The domain unit is not answering: try again shortly, no attempt used.
         await store.requeue(row.message_id, row.claim_token, new Date(nowMs + 2_000), "queued", "", this.now());
@@ -188,14 +217,14 @@ export class Dispatcher {
       ({ subject, body } = renderTemplate(version, { user_name: contact.name, ...row.variables }));
     } catch (e) {
       if (!(e instanceof RenderError)) throw e;
-      this.stats.failed++;
+      this.count(row, "failed", "rejected");
       await store.fail(row.message_id, e.message, this.now());
       return;
     }
     if (row.channel === "sms") {
       const c = countSms(body, this.o.smsMaxSegments);
       if (!c.fits) {
-        this.stats.failed++;
+        this.count(row, "failed", "rejected");
         await store.fail(
           row.message_id,
           `text needs ${c.segments} SMS segments; at most ${this.o.smsMaxSegments}`,
@@ -207,7 +236,7 @@ export class Dispatcher {
     // The line's cap of the day (carrier time zone): over it, the message waits for tomorrow.
     const day = this.o.zone.day(nowMs);
     if (!(await this.o.limits.takeDaily(row.subscription_id, row.channel, day, this.o.dailyCap))) {
-      this.stats.deferred++;
+      this.count(row, "deferred");
       const resume = this.o.zone.nextDayAt(nowMs, this.o.quiet?.endMin ?? 0);
       await store.requeue(
         row.message_id,
@@ -225,10 +254,14 @@ export class Dispatcher {
       // One rate slot per submit: a concatenated SMS is one submit_sm per part. The wait is
       // bounded well inside the claim's lease (else the claim could run out before the send).
       const slots = row.channel === "sms" ? countSms(body, this.o.smsMaxSegments).segments : 1;
-      await this.o.limits.acquire(provider.name, this.o.rates[row.channel], this.stop$.signal, {
+      const waitedMs = await this.o.limits.acquire(provider.name, this.o.rates[row.channel], this.stop$.signal, {
         slots,
         maxWaitMs: this.o.leaseMs / 2,
       });
+      if (waitedMs > 0) {
+        rateLimitWaits.inc({ channel: row.channel, provider: provider.name });
+        rateLimitWaitSeconds.inc({ channel: row.channel, provider: provider.name }, waitedMs / 1000);
+      }
     } catch {
       // Stopping, or the provider is too busy to get a slot within the lease: nothing was
       // written to it, so the message is simply due again.
@@ -245,6 +278,7 @@ export class Dispatcher {
       this.log.warn({ message_id: row.message_id }, "claim ran out before the send; left to its new claim");
       return;
     }
+    const timer = submitDuration.startTimer({ channel: row.channel, provider: provider.name });
     const outcome = await provider.send({
       messageId: row.message_id,
       subscriptionId: row.subscription_id,
@@ -253,10 +287,11 @@ export class Dispatcher {
       subject,
       body,
     });
+    timer();
     const at = this.now();
     switch (outcome.kind) {
       case "sent":
-        this.stats.sent++;
+        this.count(row, "sent");
         // It went out: recording it must not give up on a passing database error (the claim's
         // recovery would then call it unknown), so it is tried a few times.
         for (let attempt = 1; ; attempt++) {
@@ -276,11 +311,11 @@ export class Dispatcher {
       case "transient": {
         const attempts = row.attempts + 1;
         if (attempts >= this.o.maxAttempts) {
-          this.stats.failed++;
+          this.count(row, "failed");
           await store.fail(row.message_id, `${outcome.reason}; gave up after ${attempts} attempts`, at);
           return;
         }
-        this.stats.retried++;
+        this.count(row, "retried");
         await giveBack();
         const delay = retryDelay(attempts, this.o.retryBaseMs, this.o.retryMaxMs);
         await store.requeue(
@@ -294,11 +329,11 @@ export class Dispatcher {
         return;
       }
       case "permanent":
-        this.stats.failed++;
+        this.count(row, "failed");
         await store.fail(row.message_id, outcome.reason, at);
         return;
       case "unknown":
-        this.stats.unknown++;
+        this.count(row, "unknown");
         await store.fail(row.message_id, `outcome unknown: ${outcome.reason}`, at);
         return;
     }

@@ -10,6 +10,7 @@ import {
 import { ID_RE } from "../../../kit/src/errors.js";
 import { type Decoded, ProtoConsumer, type Rejection } from "../../../kit/src/kafka.js";
 import type { Logger } from "../../../kit/src/logger.js";
+import { messagesAccepted } from "../metrics.js";
 import type { KindName, MessageStore, NewMessage } from "../store/message-store.js";
 import type { ChannelName } from "../store/template-store.js";
 import type { Clock, QuietWindow, ZonedTime } from "./quiet-hours.js";
@@ -223,6 +224,7 @@ export class Intake {
       if (missing.length > 0) rejected.push({ record, reason: missing.join("; ") });
     }
     const created = await this.o.store.accept(messages, new Date(nowMs));
+    for (const m of created) messagesAccepted.inc({ channel: m.channel });
     if (created.length > 0) this.o.onAccepted?.(created.length);
     return rejected;
   }

@@ -1,5 +1,6 @@
 import smpp, { type PDU, type Session } from "smpp";
 import type { Logger } from "../../../kit/src/logger.js";
+import { inSpan, SpanKind, SpanStatusCode } from "../../../kit/src/telemetry.js";
 import { smsEncoding, splitSms } from "../sms/segments.js";
 import type { Outcome, Outgoing, Provider, ProviderContext, ProviderModule, Receipt } from "./provider.js";
 
@@ -169,7 +170,26 @@ class SmppProvider implements Provider {
         data_coding: DATA_CODING[encoding],
         short_message: udh ? { udh, message: parts[i] } : { message: parts[i] },
       };
-      const r = await this.submit(session, pdu);
+      const r = await inSpan(
+        "SMPP submit_sm",
+        {
+          kind: SpanKind.CLIENT,
+          attributes: {
+            "network.protocol.name": "smpp",
+            "server.address": this.s.url.replace(/^s?smpp:\/\//, ""),
+            "smpp.data_coding": DATA_CODING[encoding],
+            "smpp.segment": i + 1,
+            "smpp.segments": parts.length,
+          },
+        },
+        async (span) => {
+          const outcome = await this.submit(session, pdu);
+          span.setAttribute("smpp.outcome", outcome.kind);
+          if (outcome.kind === "sent") span.setAttribute("smpp.message_id", outcome.providerIds[0] ?? "");
+          else span.setStatus({ code: SpanStatusCode.ERROR, message: outcome.reason });
+          return outcome;
+        },
+      );
       // A later part failing after earlier ones went out: the message is partly sent, never resent.
       if (r.kind !== "sent") {
         return ids.length > 0 && r.kind !== "unknown"

@@ -4,6 +4,7 @@ import type { Knex } from "knex";
 import { Channel, DeliveryResultSchema, DeliveryStatus } from "../../../../gen/telco/message/v1/events_pb.js";
 import { DLQ, dlqTopic } from "../../../kit/src/kafka.js";
 import { enqueueOutbox } from "../../../kit/src/outbox-relay.js";
+import { messagesTotal } from "../metrics.js";
 import type { ChannelName } from "./template-store.js";
 
 export const OUTBOX_TABLE = "message.outbox";
@@ -366,7 +367,10 @@ export class MessageStore {
         updated_at: trx.fn.now(),
       })
       .returning<MessageRow[]>("*");
-    if (row) await this.changed(trx, row, row.status, row.reason, now);
+    if (row) {
+      await this.changed(trx, row, row.status, row.reason, now);
+      messagesTotal.inc({ channel: "sms", provider: row.provider, status: failed ? "undeliverable" : "delivered" });
+    }
   }
 
   /** Cancels a message not yet handed to a provider; undefined when it is unknown. */
