@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 // `npm test`: installs dependencies, checks the contracts (buf lint, gen drift, buf breaking),
 // type-checks and lints, brings up the infrastructure the tests use (PostgreSQL, Redis, Kafka,
-// InfluxDB), then runs every test file with Node's test runner against it.
+// InfluxDB), then runs every test file with Node's test runner against it; after a full run it
+// greps every log line the run wrote for the personal values the tests created.
 //   npm test                          # everything
 //   npm test -- test/services.test.ts # only these test files (checks still run)
 //   npm test -- --skip-checks ...     # tests only
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
 import { join, relative } from "node:path";
 import { ensureInstalled, ROOT, runStep } from "./lib/install.mjs";
 
@@ -88,7 +89,8 @@ async function main() {
     runStep("tsc", "tsc", ["-p", "tsconfig.json"]);
     runStep("biome", "biome", ["check", "--error-on-warnings", "."], { quiet: true });
   }
-  const { infraUp } = await import("./infra/lib.mjs");
+  const { infraUp, ensureTools } = await import("./infra/lib.mjs");
+  await ensureTools();
   const infra = await infraUp({ only: ["postgres", "redis", "kafka", "influxdb"], quiet: true });
   console.log(
     `[infra] up (${(infra.ms / 1000).toFixed(1)}s): ${infra.results.map((r) => `${r.name} ${(r.ms / 1000).toFixed(1)}s`).join(", ")}`,
@@ -103,29 +105,62 @@ async function main() {
     if (!existsSync(join(ROOT, f))) throw new Error(`no such test file: ${f}`);
   }
   mkdirSync(join(ROOT, ".data"), { recursive: true });
+  // Every log line of the run lands here (the runner's output, each process a test starts, each
+  // in-process unit's log), so that the run can be grepped for personal data afterwards.
+  const logDir = join(ROOT, ".data", "test-logs");
+  rmSync(logDir, { recursive: true, force: true });
+  mkdirSync(logDir, { recursive: true });
+  const runnerLog = join(logDir, "runner.log");
   const tap = join(ROOT, ".data", "test-results.tap");
   console.log(`[test] ${files.length} files`);
-  const code = await new Promise((resolve) => {
-    const child = spawn(
-      process.execPath,
-      [
-        "--import",
-        "tsx",
-        "--test",
-        "--test-concurrency=1",
-        "--test-reporter=spec",
-        "--test-reporter-destination=stdout",
-        "--test-reporter=tap",
-        `--test-reporter-destination=${tap}`,
-        ...files,
-      ],
-      { cwd: ROOT, stdio: "inherit", env: { ...process.env, NODE_ENV: "test" } },
-    );
-    child.on("exit", (c, signal) => resolve(c ?? (signal ? 1 : 0)));
-  });
-  const summary = readFileSync(tap, "utf8");
-  const count = (k) => Number(summary.match(new RegExp(`^# ${k} (\\d+)$`, "m"))?.[1] ?? 0);
-  const [pass, fail, skipped, todo, cancelled] = ["pass", "fail", "skipped", "todo", "cancelled"].map(count);
+  const runTests = (testFiles, tapFile) =>
+    new Promise((resolve) => {
+      const child = spawn(
+        process.execPath,
+        [
+          "--import",
+          "tsx",
+          "--test",
+          "--test-concurrency=1",
+          "--test-reporter=spec",
+          "--test-reporter-destination=stdout",
+          "--test-reporter=tap",
+          `--test-reporter-destination=${tapFile}`,
+          ...testFiles,
+        ],
+        {
+          cwd: ROOT,
+          stdio: ["ignore", "pipe", "pipe"],
+          env: { ...process.env, NODE_ENV: "test", TEST_LOG_DIR: logDir },
+        },
+      );
+      for (const [from, to] of [
+        [child.stdout, process.stdout],
+        [child.stderr, process.stderr],
+      ]) {
+        from.on("data", (d) => {
+          to.write(d);
+          appendFileSync(runnerLog, d);
+        });
+      }
+      child.on("close", (c, signal) => resolve(c ?? (signal ? 1 : 0)));
+    });
+  const counts = (tapFile) => {
+    const summary = readFileSync(tapFile, "utf8");
+    const count = (k) => Number(summary.match(new RegExp(`^# ${k} (\\d+)$`, "m"))?.[1] ?? 0);
+    return ["pass", "fail", "skipped", "todo", "cancelled"].map(count);
+  };
+  let code = await runTests(files, tap);
+  let [pass, fail, skipped, todo, cancelled] = counts(tap);
+  if (!selected.length) {
+    // After the whole suite: its logs, grepped for the personal values the tests created.
+    console.log("[test] after the run: personal data in its logs");
+    const afterTap = join(ROOT, ".data", "after-run.tap");
+    const after = await runTests(["test/after-run/personal-data-in-logs.check.ts"], afterTap);
+    code = code || after;
+    const more = counts(afterTap);
+    [pass, fail, skipped, todo, cancelled] = [pass, fail, skipped, todo, cancelled].map((n, i) => n + more[i]);
+  }
   console.log(`[test] ${((Date.now() - started) / 1000).toFixed(1)}s in all`);
   if (skipped + todo > 0) console.log(`[test] ${skipped} skipped and ${todo} todo: these count as failures here`);
   console.log(`${pass} passed, ${fail + cancelled + skipped + todo} failed`);

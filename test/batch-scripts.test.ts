@@ -7,12 +7,13 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
 import { migrateAll } from "../scripts/migrate.js";
-import { seed } from "../scripts/seed.js";
+import { customersFor, personFor, seed } from "../scripts/seed.js";
 import { createRedis, redisReady } from "../services/kit/src/redis.js";
 import { policy as usagePolicy } from "../services/usage/src/routes.js";
 import { createServer as createUsageServer } from "../services/usage/src/server.js";
 import { AUTH_ENV, verifier } from "./support/auth.js";
 import { testLogger } from "./support/env.js";
+import { personal, personalPhone } from "./support/personal.js";
 import { run } from "./support/processes.js";
 import { testPii } from "./support/units.js";
 import { usageStore } from "./support/usage.js";
@@ -39,6 +40,13 @@ before(async () => {
   await admin(`create database ${DB}`);
   await migrateAll(URL, undefined, () => {});
   await seed({ url: URL, pii: testPii, lines: 400, log: () => {} });
+  for (let k = 0; k < customersFor(400); k++) {
+    const p = personFor(k);
+    personal(p.name);
+    personalPhone(p.phone);
+    personal(p.birthDate);
+    if (p.email) personal(p.email);
+  }
 });
 after(() => admin(`drop database if exists ${DB} with (force)`));
 

@@ -178,6 +178,18 @@ function aptInstall(pkgs, log) {
   return job;
 }
 
+/**
+ * Debian packages tests run directly rather than as infrastructure: Prometheus and promtool
+ * (the observability test scrapes the units with the project's configuration and checks the
+ * alert rules).
+ */
+export async function ensureTools({ quiet = false } = {}) {
+  const log = (m) => {
+    if (!quiet) console.log(`[infra] ${m}`);
+  };
+  if (!existsSync("/usr/bin/prometheus") || !existsSync("/usr/bin/promtool")) await aptInstall(["prometheus"], log);
+}
+
 // --- pid files for the processes we own ------------------------------------
 
 function pidFile(name) {

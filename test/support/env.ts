@@ -1,4 +1,6 @@
 import { randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { pino } from "pino";
 import { createLogger, type Logger } from "../../services/kit/src/logger.js";
 
 /** Tests use their own database and Redis DB index, so they never touch the dev platform's data. */
@@ -8,9 +10,23 @@ export const KAFKA_BROKERS = (process.env.KAFKA_BROKERS ?? "127.0.0.1:9092").spl
 
 export const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
 
-/** Service logs during tests: warnings and errors only, unless TEST_LOG_LEVEL says otherwise. */
+/**
+ * Service logs during tests: warnings and errors on stdout, unless TEST_LOG_LEVEL says
+ * otherwise. Under `npm test` (TEST_LOG_DIR set) every line from debug up also goes to a file
+ * there, which the run's personal-data scan reads.
+ */
+let file: pino.DestinationStream | undefined;
+
 export function testLogger(unit: string): Logger {
-  return createLogger({ unit, level: process.env.TEST_LOG_LEVEL ?? "warn" });
+  const level = process.env.TEST_LOG_LEVEL ?? "warn";
+  const dir = process.env.TEST_LOG_DIR;
+  if (!dir) return createLogger({ unit, level });
+  file ??= pino.destination({ dest: join(dir, `inproc-${process.pid}.log`), sync: true, mkdir: true });
+  const streams = pino.multistream([
+    { level: level as pino.Level, stream: process.stdout },
+    { level: "debug", stream: file },
+  ]);
+  return createLogger({ unit, level: "debug", destination: streams as unknown as NodeJS.WritableStream });
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -1,5 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { appendFileSync, mkdirSync } from "node:fs";
 import * as net from "node:net";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../..", import.meta.url));
@@ -32,21 +34,35 @@ export function spawnUnit(unit: string, env: Record<string, string>): UnitProces
 export function spawnScript(script: string, env: Record<string, string>, args: string[] = []): UnitProcess {
   const child = spawn(process.execPath, ["--import", "tsx", script, ...args], {
     cwd: ROOT,
-    env: { ...process.env, ...env },
+    // Any free metrics port unless the test names one: several units of one kind may run at once.
+    // Under `npm test`, debug logs unless the test sets a level: the run's logs are scanned.
+    env: { ...process.env, METRICS_PORT: "0", ...(process.env.TEST_LOG_DIR ? { LOG_LEVEL: "debug" } : {}), ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let out = "";
   let err = "";
+  // Under `npm test` everything a process writes is kept for the run's personal-data scan.
+  const log = logFileFor(script, child.pid);
   child.stdout?.on("data", (d: Buffer) => {
     out += d.toString();
+    if (log) appendFileSync(log, d);
   });
   child.stderr?.on("data", (d: Buffer) => {
     err += d.toString();
+    if (log) appendFileSync(log, d);
   });
   const exited = new Promise<number | string>((resolve) =>
     child.once("close", (code, signal) => resolve(code ?? signal ?? -1)),
   );
   return { child, stdout: () => out, stderr: () => err, exited };
+}
+
+/** Where a child process's output is kept under `npm test` (TEST_LOG_DIR), or undefined. */
+function logFileFor(what: string, pid: number | undefined): string | undefined {
+  const dir = process.env.TEST_LOG_DIR;
+  if (!dir) return undefined;
+  mkdirSync(dir, { recursive: true });
+  return join(dir, `${what.replace(/[^A-Za-z0-9.-]+/g, "_").slice(-80)}-${pid ?? "x"}.log`);
 }
 
 /** Waits until the process logs a JSON line with this message (or dies first). */
@@ -84,11 +100,14 @@ export function run(
     });
     let stdout = "";
     let stderr = "";
+    const log = logFileFor([cmd, ...args].join(" "), child.pid);
     child.stdout.on("data", (d: Buffer) => {
       stdout += d.toString();
+      if (log) appendFileSync(log, d);
     });
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
+      if (log) appendFileSync(log, d);
     });
     child.stdin.end(input);
     child.on("close", (code) => resolve({ code, stdout, stderr }));

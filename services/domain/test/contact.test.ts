@@ -15,6 +15,7 @@ import { LineStatus, SubscriptionService } from "../../../gen/telco/domain/v1/su
 import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
+import { personal, personalPhone } from "../../../test/support/personal.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
 import type { RoleName } from "../../kit/src/auth.js";
 import { fieldViolations } from "../../kit/src/errors.js";
@@ -30,10 +31,10 @@ const PHONE_RE = /^010-\d{4}-\d{4}$/;
 /** A customer (with or without an e-mail) and a line, created through the RPCs as customer care. */
 async function customerWithLine(email: boolean) {
   const tag = randomUUID().slice(0, 8);
-  const digits = `010${randomInt(10_000_000, 99_999_999)}`;
+  const digits = personalPhone(`010${randomInt(10_000_000, 99_999_999)}`);
   const fields = {
-    name: `연락처${tag}`,
-    email: email ? `contact.${tag}@example.kr` : "",
+    name: personal(`연락처${tag}`),
+    email: email ? personal(`contact.${tag}@example.kr`) : "",
   };
   const operator = await customers("operator");
   const created = await operator.createCustomer({

@@ -12,6 +12,7 @@ import { LineStatus } from "../../../gen/telco/domain/v1/subscription_pb.js";
 import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
+import { personal, personalPhone } from "../../../test/support/personal.js";
 import { type RunningUnits, startUnits, testPii } from "../../../test/support/units.js";
 import type { RoleName } from "../../kit/src/auth.js";
 import { fieldViolations } from "../../kit/src/errors.js";
@@ -34,12 +35,14 @@ const dashed = (d: string) => `${d.slice(0, 3)}-${d.slice(3, 7)}-${d.slice(7)}`;
 const rareHan = () => String.fromCodePoint(0x4e00 + randomInt(0, 20_000));
 
 function newCustomer() {
-  const phone = digits();
+  const phone = personalPhone(digits());
+  const email = `Gil.Dong.${randomUUID().slice(0, 8)}@Example.kr`;
+  personal(email.toLowerCase());
   return {
     requestId: randomUUID(),
-    name: `${rareHan()}길동`,
+    name: personal(`${rareHan()}길동`),
     phoneNumber: dashed(phone),
-    email: `Gil.Dong.${randomUUID().slice(0, 8)}@Example.kr`,
+    email: personal(email),
     birthDate: "1988-04-17",
     digits: phone,
   };

@@ -14,6 +14,7 @@ import { CustomerService } from "../../../gen/telco/domain/v1/customer_pb.js";
 import { PlanChangeTiming, SubscriptionService } from "../../../gen/telco/domain/v1/subscription_pb.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
+import { personal } from "../../../test/support/personal.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
 import { ownPool } from "./pool-fixture.js";
 
@@ -51,7 +52,8 @@ const PERSONAL = [
   `second.${tag}@nopd-${tag}.kr`,
   "1931-07-23",
   "1932-11-05",
-];
+].map((v) => personal(v));
+personal(`Leak.${tag}@NOPD-${tag}.kr`);
 
 it("stores and logs no personal value in clear", async () => {
   const operator = grpcClient(CustomerService, units.at.domain.url, await tokenFor("operator"));

@@ -9,6 +9,7 @@ import { randomBytes, randomInt } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { migrateAll } from "../../../scripts/migrate.js";
 import { TEST_DATABASE_URL } from "../../../test/support/env.js";
+import { personal, personalPhone } from "../../../test/support/personal.js";
 import { createKnex, type Knex } from "../../kit/src/postgres.js";
 import { type KeyRing, PiiCipher, PiiError, randomKeyRing } from "../src/pii/cipher.js";
 import { reencrypt } from "../src/pii/reencrypt.js";
@@ -26,11 +27,11 @@ after(async () => {
 
 /** Key ids unique to this run: other test files seal rows in the same database with their own keys. */
 const runId = randomBytes(3).toString("hex");
-const phone = () => `010${randomInt(10_000_000, 99_999_999)}`;
+const phone = () => personalPhone(`010${randomInt(10_000_000, 99_999_999)}`);
 const person = (i: number): CustomerFields => ({
-  name: `시험${runId}${i}`,
+  name: personal(`시험${runId}${i}`),
   phone: phone(),
-  email: `pii-${runId}-${i}@example.kr`,
+  email: personal(`pii-${runId}-${i}@example.kr`),
   birthDate: `1971-03-0${(i % 9) + 1}`,
 });
 

@@ -10,6 +10,7 @@ import { after, before, describe, it } from "node:test";
 import { migrateAll } from "../../../scripts/migrate.js";
 import { customersFor, firstLineOf, numberOfLine, personFor, seed } from "../../../scripts/seed.js";
 import { TEST_DATABASE_URL } from "../../../test/support/env.js";
+import { personal, personalPhone } from "../../../test/support/personal.js";
 import { testPii } from "../../../test/support/units.js";
 import { createKnex, type Knex } from "../../kit/src/postgres.js";
 
@@ -74,6 +75,13 @@ after(async () => {
 
 describe("seed", () => {
   it("creates the lines asked for, in batches, and a rerun adds nothing", async () => {
+    for (let k = 0; k < customersFor(LINES); k++) {
+      const p = personFor(k);
+      personal(p.name);
+      personalPhone(p.phone);
+      personal(p.birthDate);
+      if (p.email) personal(p.email);
+    }
     const first = await seed({
       url: TEST_DATABASE_URL,
       pii: testPii,

@@ -15,6 +15,7 @@ import { TemplateService, type TemplateVariable, VariableType } from "../../../g
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
 import { KAFKA_BROKERS, TEST_REDIS_URL, testLogger, unique } from "../../../test/support/env.js";
+import { personal, personalPhone } from "../../../test/support/personal.js";
 import { type RunningUnits, startUnits } from "../../../test/support/units.js";
 import { ownPool } from "../../domain/test/pool-fixture.js";
 import { createKafka, createProducer, dlqTopic, encodeRecord } from "../../kit/src/kafka.js";
@@ -225,14 +226,15 @@ export class Harness {
   /** A customer with an e-mail and an active line, through the domain unit's RPCs. */
   async line(): Promise<Line> {
     const tag = randomUUID().slice(0, 8);
-    const email = `m.${tag}@example.kr`;
+    const email = personal(`m.${tag}@example.kr`);
     const customers = grpcClient(CustomerService, this.units.at.domain.url, await tokenFor("operator"));
     const lines = grpcClient(SubscriptionService, this.units.at.domain.url, await tokenFor("operator"));
     const service = grpcClient(SubscriptionService, this.units.at.domain.url, await tokenFor("service"));
     const digits = String(randomInt(10_000_000, 99_999_999));
+    personalPhone(`010${digits}`);
     const c = await customers.createCustomer({
       requestId: randomUUID(),
-      name: `고객${tag}`,
+      name: personal(`고객${tag}`),
       email,
       phoneNumber: `010-${digits.slice(0, 4)}-${digits.slice(4)}`,
       birthDate: "1988-08-08",
@@ -244,6 +246,7 @@ export class Harness {
     });
     const subscriptionId = a.line?.subscriptionId as string;
     const contact = await service.getLineContact({ subscriptionId });
+    personalPhone(contact.phoneNumber);
     return { subscriptionId, msisdn: `82${contact.phoneNumber.replace(/\D/g, "").slice(1)}`, email };
   }
 

@@ -1,0 +1,190 @@
+import { randomInt, randomUUID } from "node:crypto";
+import type { Admin } from "kafkajs";
+import pg from "pg";
+import { CustomerService } from "../../gen/telco/domain/v1/customer_pb.js";
+import { SubscriptionService } from "../../gen/telco/domain/v1/subscription_pb.js";
+import { Channel } from "../../gen/telco/message/v1/events_pb.js";
+import { TemplateService, VariableType } from "../../gen/telco/message/v1/template_pb.js";
+import { migrateAll } from "../../scripts/migrate.js";
+import { addNumbers } from "../../services/domain/src/store/number-pool.js";
+import { createKafka, dlqTopic } from "../../services/kit/src/kafka.js";
+import { createKnex } from "../../services/kit/src/postgres.js";
+import { TestSmsc } from "../../services/message/test/peers.js";
+import { AUTH_ENV, tokenFor } from "./auth.js";
+import { grpcClient } from "./clients.js";
+import { KAFKA_BROKERS, testLogger, unique } from "./env.js";
+import { personal, personalPhone } from "./personal.js";
+import { freePort, spawnUnit, type UnitProcess, waitForLog } from "./processes.js";
+import { testPii } from "./units.js";
+
+export type Unit = "domain" | "usage" | "message" | "batch";
+export const UNITS: Unit[] = ["domain", "usage", "message", "batch"];
+
+/**
+ * The four units as their own processes (services/<unit>/src/main.ts, as `npm start` runs them),
+ * every component on: a database of their own, topics of their own (the domain unit's fixed
+ * domain.events excepted), a Redis database of their own, a real SMSC, and the settings the test
+ * adds (e.g. an OTLP endpoint). Each unit's RPC and metrics ports are free ones, known here.
+ */
+export class Platform {
+  readonly db = `telco_test_platform_${randomUUID().slice(0, 8)}`;
+  readonly url = `postgres://postgres@127.0.0.1:5432/${this.db}`;
+  readonly topics = {
+    usage: unique("p.usage.events"),
+    notifications: unique("p.notification.requests"),
+    results: unique("p.message.results"),
+  };
+  readonly smsc = new TestSmsc();
+  readonly procs = new Map<Unit, UnitProcess>();
+  readonly ports = new Map<Unit, { rpc: number; metrics: number }>();
+  private admin: Admin | undefined;
+
+  constructor(private readonly o: { redisUrl: string; env?: Record<string, string> }) {}
+
+  async start(): Promise<void> {
+    const admin = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/postgres" });
+    await admin.connect();
+    await admin.query(`create database ${this.db}`);
+    await admin.end();
+    await migrateAll(this.url, undefined, () => {});
+    const knex = createKnex({ url: this.url, schema: "domain", poolMax: 2 });
+    try {
+      const from = `010${String(randomInt(0, 99_000_000)).padStart(8, "0")}`;
+      await addNumbers(knex, testPii, { from, count: 20, batchSize: 20 });
+    } finally {
+      await knex.destroy();
+    }
+    const kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "platform-test", logger: testLogger("test") });
+    this.admin = kafka.admin();
+    await this.admin.connect();
+    const t = (topic: string, n: number) => ({ topic, numPartitions: n, replicationFactor: 1 });
+    await this.admin.createTopics({
+      waitForLeaders: true,
+      topics: [
+        t(this.topics.usage, 3),
+        t(dlqTopic(this.topics.usage), 3),
+        t(this.topics.notifications, 3),
+        t(dlqTopic(this.topics.notifications), 3),
+        t(this.topics.results, 3),
+      ],
+    });
+    await this.smsc.start();
+    for (const u of UNITS) this.ports.set(u, { rpc: await freePort(), metrics: await freePort() });
+    // The domain unit first: the usage unit loads quotas from it, the others call it.
+    for (const u of UNITS) {
+      const p = spawnUnit(u, this.env(u));
+      this.procs.set(u, p);
+      await waitForLog(p, /unit listening/, 60_000);
+    }
+  }
+
+  urlOf(u: Unit): string {
+    return `http://127.0.0.1:${this.ports.get(u)?.rpc}`;
+  }
+
+  metricsUrl(u: Unit): string {
+    return `http://127.0.0.1:${this.ports.get(u)?.metrics}/metrics`;
+  }
+
+  private env(u: Unit): Record<string, string> {
+    const port = this.ports.get(u) as { rpc: number; metrics: number };
+    return {
+      ...AUTH_ENV,
+      [`${u.toUpperCase()}_PORT`]: String(port.rpc),
+      METRICS_PORT: String(port.metrics),
+      DATABASE_URL: this.url,
+      REDIS_URL: this.o.redisUrl,
+      KAFKA_BROKERS: KAFKA_BROKERS.join(","),
+      LOG_LEVEL: "info",
+      DRAIN_DELAY_MS: "0",
+      DOMAIN_URL: this.urlOf("domain"),
+      USAGE_URL: this.urlOf("usage"),
+      DOMAIN_OUTBOX_POLL_MS: "100",
+      USAGE_COMPONENTS: "aggregator,relay,quotas",
+      USAGE_EVENTS_TOPIC: this.topics.usage,
+      NOTIFICATION_TOPIC: this.topics.notifications,
+      USAGE_GROUP_PREFIX: unique("p-usage"),
+      USAGE_RELAY_SWEEP_MS: "200",
+      MESSAGE_GROUP: unique("p-message"),
+      MESSAGE_RESULTS_TOPIC: this.topics.results,
+      MESSAGE_SMPP_URL: this.smsc.url,
+      MESSAGE_QUIET_HOURS: "",
+      MESSAGE_DISPATCH_POLL_MS: "100",
+      ...this.o.env,
+    };
+  }
+
+  /** A customer (personal values registered for the log scan) with an active line on `planId`. */
+  async line(planId = "5G-SLIM-8G"): Promise<{ subscriptionId: string; msisdn: string; personal: string[] }> {
+    const operator = await tokenFor("operator");
+    const customers = grpcClient(CustomerService, this.urlOf("domain"), operator);
+    const lines = grpcClient(SubscriptionService, this.urlOf("domain"), operator);
+    const tag = randomUUID().slice(0, 8);
+    const digits = String(randomInt(10_000_000, 99_999_999));
+    const fields = {
+      name: personal(`관측${tag}`),
+      email: personal(`obs.${tag}@example.kr`),
+      phoneNumber: personalPhone(`010-${digits.slice(0, 4)}-${digits.slice(4)}`),
+    };
+    const c = await customers.createCustomer({ requestId: randomUUID(), ...fields, birthDate: "1979-02-03" });
+    const a = await lines.activateLine({
+      requestId: randomUUID(),
+      customerId: c.customer?.customerId as string,
+      planId,
+    });
+    const subscriptionId = a.line?.subscriptionId as string;
+    const service = grpcClient(SubscriptionService, this.urlOf("domain"), await tokenFor("service"));
+    const contact = await service.getLineContact({ subscriptionId });
+    // The line's own number (the customer's contact phone is their first line's).
+    personalPhone(contact.phoneNumber);
+    const msisdn = `82${contact.phoneNumber.replace(/\D/g, "").slice(1)}`;
+    const number = contact.phoneNumber.replace(/\D/g, "");
+    return {
+      subscriptionId,
+      msisdn,
+      personal: [fields.name, fields.email, fields.phoneNumber, digits, number, contact.phoneNumber, msisdn],
+    };
+  }
+
+  /** Publishes the SMS templates of the three usage alerts (ko-KR). */
+  async alertTemplates(): Promise<void> {
+    const t = grpcClient(TemplateService, this.urlOf("message"), await tokenFor("admin"));
+    for (const level of [50, 80, 100]) {
+      const created = await t.createTemplate({
+        name: `usage-threshold-${level}`,
+        channel: Channel.SMS,
+        locale: "ko-KR",
+        subject: "",
+        body: `{{month}} 데이터를 ${level}% 사용했습니다.`,
+        variables: [{ name: "month", type: VariableType.STRING, required: true, example: "2026-12" }],
+      });
+      await t.publishTemplate({ templateId: created.template?.templateId as string, version: 1 });
+    }
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(
+      [...this.procs.values()].map(async (p) => {
+        if (p.child.exitCode === null) p.child.kill("SIGTERM");
+        await p.exited;
+      }),
+    );
+    await this.smsc.stop();
+    await this.admin
+      ?.deleteTopics({
+        topics: [
+          this.topics.usage,
+          dlqTopic(this.topics.usage),
+          this.topics.notifications,
+          dlqTopic(this.topics.notifications),
+          this.topics.results,
+        ],
+      })
+      .catch(() => {});
+    await this.admin?.disconnect();
+    const admin = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/postgres" });
+    await admin.connect();
+    await admin.query(`drop database if exists ${this.db} with (force)`);
+    await admin.end();
+  }
+}
