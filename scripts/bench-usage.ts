@@ -32,9 +32,11 @@ import { lineId, reportBytes, UsageGenerator } from "./lib/usage-generator.js";
 
 const USAGE = `usage: npm run bench:usage -- [--lines N] [--seconds S] [--mode batch|single] [--interval S]
   [--batch-size N] [--duplicates SHARE] [--partitions N] [--concurrency N] [--aggregators N]
-  [--baseline-seconds S] [--backlog]
+  [--baseline-seconds S] [--backlog] [--traced SHARE]
   --backlog: produce the run's reports first (as fast as the producer can), then start the
-  aggregators and time how fast they drain it (their capacity, the producer out of the way)`;
+  aggregators and time how fast they drain it (their capacity, the producer out of the way)
+  --traced: share of records with a sampled traceparent (set OTEL_EXPORTER_OTLP_ENDPOINT for the
+  aggregators to export their spans): what tracing costs per traced record`;
 
 const { values, num, fail } = cli("bench:usage", USAGE, {
   lines: { type: "string", default: "100000" },
@@ -48,6 +50,7 @@ const { values, num, fail } = cli("bench:usage", USAGE, {
   aggregators: { type: "string", default: "1" },
   "baseline-seconds": { type: "string", default: "10" },
   backlog: { type: "boolean", default: false },
+  traced: { type: "string", default: "0" },
 });
 const LINES = num("lines", 100, 10_000_000);
 const SECONDS = num("seconds", 1, 3_600);
@@ -59,6 +62,7 @@ const CONCURRENCY = num("concurrency", 1, 64);
 const AGGREGATORS = num("aggregators", 1, 16);
 const BASELINE_S = num("baseline-seconds", 1, 600);
 const BACKLOG = values.backlog === true;
+const TRACED = num("traced", 0, 1, false);
 const MODE = values.mode;
 if (MODE !== "batch" && MODE !== "single") fail(`--mode must be batch or single (got ${JSON.stringify(MODE)})`);
 
@@ -275,6 +279,7 @@ async function main() {
     batchSize: BATCH,
     duplicates: DUPS,
     reorder: 0,
+    traced: TRACED,
     late: 0,
     lateSeconds: 0,
     meanBytes: MEAN_BYTES,
@@ -477,6 +482,8 @@ async function main() {
     p50_ms: BACKLOG || latencies.length === 0 ? null : Math.round(quantile(latencies, 0.5)),
     p99_ms: BACKLOG || latencies.length === 0 ? null : Math.round(quantile(latencies, 0.99)),
     backlog: BACKLOG,
+    traced: TRACED,
+    tracing: Boolean(process.env.OTEL_EXPORTER_OTLP_ENDPOINT),
     bytes_per_line: Math.round(bytesPerLine),
     quota_bytes_per_line: Math.round((memQuotas - memEmpty) / LINES),
     baseline_kafka_per_s: Math.round(rawEventsPerS),

@@ -6,6 +6,7 @@
  *
  * Used by `npm run load:usage` and by the usage benchmark.
  */
+import { randomBytes } from "node:crypto";
 import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { type Message, Partitioners, type Producer } from "kafkajs";
@@ -41,6 +42,11 @@ export interface GeneratorOptions {
   boundaryMs?: number;
   /** Mean bytes per report. */
   meanBytes: number;
+  /**
+   * Share of records that carry a sampled W3C traceparent, as an instrumented producer's would
+   * (each its own trace): what the aggregator's tracing costs per traced record.
+   */
+  traced?: number;
   /** First line number (lines are L<10 digits>, as the domain unit numbers them). */
   firstLine?: number;
   source?: string;
@@ -168,6 +174,14 @@ export class UsageGenerator {
         (singles[p] as Message[]).length = 0;
       }
       if (messages.length === 0) return;
+      const traced = o.traced ?? 0;
+      if (traced > 0) {
+        for (const m of messages) {
+          if (Math.random() >= traced) continue;
+          const id = randomBytes(24).toString("hex");
+          m.headers = { ...m.headers, traceparent: `00-${id.slice(0, 32)}-${id.slice(32)}-01` };
+        }
+      }
       records += messages.length;
       const send = o.producer.send({ topic: o.topic, acks: -1, messages }).then(
         () => undefined,

@@ -102,22 +102,35 @@ function watched<T>(messages: AsyncIterable<T>, signal: AbortSignal, end: (error
   })();
 }
 
+/**
+ * Runs the call, ending its span and counting it when the response is complete: at once for a
+ * unary response, at the stream's end for a streamed one.
+ */
+async function observe<R extends { stream: boolean; message: unknown }>(
+  call: Call,
+  side: "server" | "client",
+  signal: AbortSignal,
+  run: () => Promise<R>,
+): Promise<R> {
+  try {
+    const res = await run();
+    if (!res.stream) {
+      end(call, side, undefined);
+      return res;
+    }
+    return { ...res, message: watched(res.message as AsyncIterable<unknown>, signal, (e) => end(call, side, e)) };
+  } catch (e) {
+    end(call, side, e);
+    throw e;
+  }
+}
+
 /** The server side: a span per RPC, the handler running in its context. */
-export const serverTelemetry: Interceptor = (next) => async (req) => {
+export const serverTelemetry: Interceptor = (next) => (req) => {
   const parent = extractTraceHeaders(req.header);
   const call = begin(req.method, SpanKind.SERVER, parent, protocolOf(req.header.get("content-type")));
   const ctx = trace.setSpan(parent, call.span);
-  try {
-    const res = await context.with(ctx, () => next(req));
-    if (!res.stream) {
-      end(call, "server", undefined);
-      return res;
-    }
-    return { ...res, message: watched(res.message, req.signal, (e) => end(call, "server", e)) };
-  } catch (e) {
-    end(call, "server", e);
-    throw e;
-  }
+  return observe(call, "server", req.signal, () => context.with(ctx, () => next(req)));
 };
 
 /**
@@ -144,19 +157,9 @@ export function observedGate(
 }
 
 /** The client side: a span per call, its context sent in the request headers. */
-export const clientTelemetry: Interceptor = (next) => async (req) => {
+export const clientTelemetry: Interceptor = (next) => (req) => {
   const parent = context.active();
   const call = begin(req.method, SpanKind.CLIENT, parent, protocolOf(req.header.get("content-type")));
   injectTraceHeaders(trace.setSpan(parent, call.span), req.header);
-  try {
-    const res = await next(req);
-    if (!res.stream) {
-      end(call, "client", undefined);
-      return res;
-    }
-    return { ...res, message: watched(res.message, req.signal, (e) => end(call, "client", e)) };
-  } catch (e) {
-    end(call, "client", e);
-    throw e;
-  }
+  return observe(call, "client", req.signal, () => next(req));
 };

@@ -17,7 +17,9 @@ import {
 } from "../../../../gen/telco/message/v1/message_pb.js";
 import { assertLineAccess, principalOf } from "../../../kit/src/auth.js";
 import { ID_RE, notFound, pageSize, Violations } from "../../../kit/src/errors.js";
+import { trace, traceparentOf } from "../../../kit/src/telemetry.js";
 import type { Clock, QuietWindow, ZonedTime } from "../delivery/quiet-hours.js";
+import { messagesAccepted } from "../metrics.js";
 import {
   CHANNEL_TO_PROTO,
   type HistoryRow,
@@ -137,13 +139,15 @@ export class MessageServiceImpl implements ServiceImpl<typeof MessageService> {
           urgent: req.urgent,
           sendAt: new Date(quiet ?? sendAtMs),
           deferredBecause: quiet !== undefined ? "quiet hours" : undefined,
-          traceparent: ctx.requestHeader.get("traceparent") ?? undefined,
+          // The SendMessage span's own context: the dispatch continues this call's trace.
+          traceparent: traceparentOf(trace.getActiveSpan()) || (ctx.requestHeader.get("traceparent") ?? undefined),
         },
       ],
       new Date(nowMs),
     );
     const row = await this.d.messages.byRequest(req.requestId, version.channel);
     if (!row) throw new ConnectError("message vanished after it was stored", Code.Internal);
+    messagesAccepted.inc({ channel: row.channel });
     if (row.send_at.getTime() <= nowMs) this.d.onAccepted?.();
     return create(SendMessageResponseSchema, { message: await this.answer(row) });
   }
