@@ -1,6 +1,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import { type Context, context, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { Logger } from "./logger.js";
 import { rpcClientDuration, rpcClientRequests, rpcServerDuration, rpcServerRequests } from "./metrics.js";
 import { extractTraceHeaders, injectTraceHeaders, tracer } from "./telemetry.js";
 
@@ -123,6 +124,40 @@ async function observe<R extends { stream: boolean; message: unknown }>(
     end(call, side, e);
     throw e;
   }
+}
+
+/**
+ * One debug line per RPC answered (service, method, code, milliseconds, and the error's message
+ * when it failed): off at the default level, and what a test run's personal-data scan reads.
+ */
+export function accessLog(logger: Logger): Interceptor {
+  const log = logger.child({ component: "rpc" });
+  return (next) => async (req) => {
+    if (!log.isLevelEnabled("debug")) return next(req);
+    const started = process.hrtime.bigint();
+    const line = (error: unknown) => {
+      const ms = Number(process.hrtime.bigint() - started) / 1e6;
+      const e = error === undefined ? undefined : ConnectError.from(error);
+      log.debug(
+        {
+          service: req.service.typeName,
+          method: req.method.name,
+          code: codeName(e?.code ?? 0),
+          ms: Math.round(ms * 10) / 10,
+          ...(e ? { error: e.rawMessage } : {}),
+        },
+        "rpc",
+      );
+    };
+    try {
+      const res = await next(req);
+      line(undefined);
+      return res;
+    } catch (e) {
+      line(e);
+      throw e;
+    }
+  };
 }
 
 /** The server side: a span per RPC, the handler running in its context. */

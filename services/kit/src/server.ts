@@ -19,7 +19,7 @@ import {
   ServerReflectionV1,
   ServerReflectionV1Alpha,
 } from "./reflection.js";
-import { observedGate, serverTelemetry } from "./rpc-telemetry.js";
+import { accessLog, observedGate, serverTelemetry } from "./rpc-telemetry.js";
 
 export interface RpcServerOptions {
   unit: string;
@@ -97,7 +97,7 @@ export class RpcServer {
         router.service(ServerReflectionV1Alpha, reflectionV1Alpha(this.index));
       },
       // The telemetry interceptor is outermost: its span and duration cover everything else.
-      interceptors: [serverTelemetry, answerOnShutdown, ...(opts.interceptors ?? [])],
+      interceptors: [serverTelemetry, accessLog(opts.logger), answerOnShutdown, ...(opts.interceptors ?? [])],
       ...(opts.auth === "none" ? {} : { requestGate: observedGate(authGate(opts.auth.verifier, opts.auth.policy)) }),
       shutdownSignal: this.shutdown.signal,
       readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,

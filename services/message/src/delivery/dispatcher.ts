@@ -288,6 +288,10 @@ export class Dispatcher {
       body,
     });
     timer();
+    this.log.debug(
+      { message_id: row.message_id, channel: row.channel, provider: provider.name, outcome: outcome.kind },
+      "provider send",
+    );
     const at = this.now();
     switch (outcome.kind) {
       case "sent":
