@@ -13,6 +13,7 @@ import { dirname, join, posix, relative, resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
 import { parseAllDocuments } from "yaml";
+import { ManifestSchemas } from "./support/k8s-schema.js";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const rel = (p: string) => relative(ROOT, p).split("\\").join("/");
@@ -891,4 +892,43 @@ test("the Tiltfile references only paths that exist, and agrees with the Dockerf
       `Tiltfile: ${n} is in no k8s_resource objects= (group it with its unit)`,
     );
   }
+});
+
+test("every manifest, and the kustomize output of every overlay, validates against the Kubernetes and Istio schemas; unknown fields are refused", () => {
+  assert.ok(kubectl, "kubectl (with its built-in kustomize) is needed to render the overlays; it is not on the PATH");
+  const rendered = [
+    "deploy/k8s/overlays/local",
+    "deploy/k8s/overlays/production",
+    "istio",
+    "deploy/observability/alloy",
+  ].flatMap((dir) => render(dir).map((obj) => ({ file: `kustomize ${dir}`, obj })));
+  const all = [...OBJECTS, ...rendered];
+  const schemas = new ManifestSchemas(all.map((d) => d.obj as { apiVersion: string; kind: string }));
+  const problems = all.flatMap((d) => schemas.problems(d.obj).map((p) => `${where(d)}: ${p}`));
+  assert.deepEqual(problems, []);
+  assert.ok(rendered.length >= 40, `${rendered.length} rendered objects`);
+
+  // The check itself: a misspelt field and a wrong type are caught, in Kubernetes and Istio kinds.
+  const deployment = structuredClone(ofKind("Deployment")[0]?.obj) as Obj;
+  deployment.spec.template.spec.containers[0].livenessprobe = deployment.spec.template.spec.containers[0].livenessProbe;
+  deployment.spec.replica = 2;
+  assert.deepEqual(
+    schemas
+      .problems(deployment)
+      .filter((p) => p.includes("unknown field"))
+      .sort(),
+    ['.spec.template.spec.containers[0]: unknown field "livenessprobe"', '.spec: unknown field "replica"'],
+  );
+  const policy = structuredClone(ofKind("AuthorizationPolicy").find((p) => p.obj.spec?.rules)?.obj) as Obj;
+  policy.spec.rules[0].to[0].operation.path = ["/x"];
+  policy.spec.action = 7;
+  const found = schemas.problems(policy);
+  assert.ok(
+    found.some((p) => p.includes('unknown field "path"')),
+    found.join("\n"),
+  );
+  assert.ok(
+    found.some((p) => /action/.test(p) && !p.includes("unknown field")),
+    found.join("\n"),
+  );
 });
