@@ -104,7 +104,11 @@ export class ManifestSchemas {
     const t = this.checker.getNonNullableType(type);
     if (Array.isArray(value)) {
       const element = this.checker.getIndexTypeOfType(t, ts.IndexKind.Number);
-      if (element) value.forEach((v, i) => this.walk(v, element, `${path}[${i}]`, out));
+      if (element) {
+        value.forEach((v, i) => {
+          this.walk(v, element, `${path}[${i}]`, out);
+        });
+      }
       return;
     }
     // A map (labels, annotations, data) or a free-form object: any key.
