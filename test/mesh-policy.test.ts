@@ -12,6 +12,7 @@ import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { DescService } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import { parseAllDocuments } from "yaml";
 import type { Policy } from "../services/kit/src/auth.js";
 import { rpcCalls } from "./support/call-graph.js";
@@ -103,5 +104,49 @@ describe("the mesh's authorization policies against the code's call graph", () =
     const extra = [...got].filter(([k]) => !want.has(k)).map(([k, where]) => `${k} (${where})`);
     assert.deepEqual(missing, [], "calls the code makes that no AuthorizationPolicy allows");
     assert.deepEqual(extra, [], "allowed calls no code makes");
+  });
+});
+
+describe("the mesh's routes against the contracts", () => {
+  it("retries exactly the RPCs whose proto declares them idempotent, gives streams no timeout, and routes every RPC once", async () => {
+    const idempotent = new Set([
+      MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+      MethodOptions_IdempotencyLevel.IDEMPOTENT,
+    ]);
+    for (const unit of UNITS) {
+      const file = `istio/${unit}/virtual-service.yaml`;
+      // biome-ignore lint/suspicious/noExplicitAny: untyped YAML
+      const vs = parseAllDocuments(readFileSync(join(ROOT, file), "utf8"))[0]?.toJS() as any;
+      assert.equal(vs.kind, "VirtualService", file);
+      const host = `${unit}.${unit}.svc.cluster.local`;
+      assert.deepEqual(vs.spec.hosts, [host], `${file}: hosts`);
+      const routed = new Map<string, { retries: number; timeout: string }>();
+      for (const r of vs.spec.http) {
+        for (const d of r.route) assert.equal(d.destination.host, host, `${file} ${r.name}: destination`);
+        for (const m of r.match) {
+          const path = m.uri?.exact as string;
+          assert.ok(path, `${file} ${r.name}: routes match exact paths`);
+          assert.ok(!routed.has(path), `${file}: ${path} in two routes`);
+          routed.set(path, { retries: r.retries?.attempts ?? 2, timeout: r.timeout ?? "" });
+        }
+      }
+      for (const s of await servicesOf(unit)) {
+        for (const m of s.methods) {
+          const path = `/${s.typeName}/${m.name}`;
+          const r = routed.get(path);
+          assert.ok(r, `${file}: no route for ${path}`);
+          routed.delete(path);
+          if (m.methodKind === "unary") {
+            assert.equal(r.timeout, "10s", `${file}: ${path} timeout`);
+            if (idempotent.has(m.idempotency)) assert.ok(r.retries > 0, `${file}: idempotent ${path} is not retried`);
+            else assert.equal(r.retries, 0, `${file}: ${path} has side effects and must not be retried`);
+          } else {
+            assert.equal(r.timeout, "0s", `${file}: the stream ${path} must have no route timeout`);
+            assert.equal(r.retries, 0, `${file}: the stream ${path} is not retried`);
+          }
+        }
+      }
+      assert.deepEqual([...routed.keys()], [], `${file}: routes for RPCs that do not exist`);
+    }
   });
 });
