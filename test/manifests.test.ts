@@ -616,7 +616,7 @@ function render(dir: string): Obj[] {
   return parseYaml(execFileSync("kubectl", ["kustomize", join(ROOT, dir)], { encoding: "utf8" }), dir);
 }
 
-test("the overlays render: local one replica, production two or an HPA", () => {
+test("the overlays render: local one replica, production two or an autoscaler (HPA, KEDA on Kafka lag)", async () => {
   // kustomize rendering is the point of this test: without kubectl it fails rather than skips.
   assert.ok(kubectl, "kubectl (with its built-in kustomize) is needed to render the overlays; it is not on the PATH");
   const local = render("deploy/k8s/overlays/local");
@@ -646,13 +646,42 @@ test("the overlays render: local one replica, production two or an HPA", () => {
     ["cpu", "memory"],
     "production: domain scales on CPU and memory",
   );
+  // The Kafka consumers scale on their lag (KEDA), the usage unit on CPU too; each trigger names
+  // the unit's own topic and consumer group (its config defaults) and stops at the partitions.
+  const scaled = prod.filter((x) => x.kind === "ScaledObject");
+  const topics = JSON.parse(read("services/kit/src/topics.json")) as Record<string, { partitions: number }>;
+  const lagOf = {
+    usage: { topic: "usage.events", group: "usage-aggregator", triggers: ["cpu", "kafka"] },
+    message: { topic: "notification.requests", group: "message-intake", triggers: ["kafka"] },
+  };
+  for (const [unit, want] of Object.entries(lagOf)) {
+    const so = scaled.find((s) => s.spec.scaleTargetRef.name === unit && s.metadata.namespace === unit);
+    assert.ok(so, `production: no ScaledObject for ${unit}`);
+    assert.deepEqual(so.spec.triggers.map((t: Obj) => t.type).sort(), want.triggers, `${unit}: triggers`);
+    const kafka = so.spec.triggers.find((t: Obj) => t.type === "kafka");
+    assert.equal(kafka.metadata.topic, want.topic, `${unit}: lag of its topic`);
+    assert.equal(kafka.metadata.consumerGroup, want.group, `${unit}: lag of its consumer group`);
+    assert.ok(so.spec.minReplicaCount >= 2, `${unit}: minReplicaCount >= 2`);
+    assert.ok(
+      so.spec.maxReplicaCount <= (topics[want.topic]?.partitions ?? 0),
+      `${unit}: more replicas than ${want.topic} has partitions would idle`,
+    );
+  }
+  const { spec: usageSpec } = (await import("../services/usage/src/config.js")) as { spec: Obj };
+  const { spec: messageSpec } = (await import("../services/message/src/config.js")) as { spec: Obj };
+  assert.equal(`${usageSpec.USAGE_GROUP_PREFIX.default}-aggregator`, lagOf.usage.group);
+  assert.equal(usageSpec.USAGE_EVENTS_TOPIC.default, lagOf.usage.topic);
+  assert.equal(messageSpec.MESSAGE_GROUP.default, lagOf.message.group);
+  assert.equal(messageSpec.NOTIFICATION_TOPIC.default, lagOf.message.topic);
   for (const o of prod.filter((x) => x.kind === "Deployment")) {
     const hpa = hpas.find(
       (h) => h.spec.scaleTargetRef.kind === "Deployment" && h.spec.scaleTargetRef.name === o.metadata.name,
     );
-    if (hpa) {
-      assert.ok(hpa.spec.minReplicas >= 2, `production ${o.metadata.name}: HPA minReplicas >= 2`);
-      assert.equal(o.spec.replicas, undefined, `production ${o.metadata.name}: replicas would fight its HPA`);
+    const so = scaled.find((s) => s.spec.scaleTargetRef.name === o.metadata.name);
+    assert.ok(!(hpa && so), `production ${o.metadata.name}: an HPA and a ScaledObject would fight`);
+    if (hpa || so) {
+      assert.ok((hpa?.spec.minReplicas ?? so?.spec.minReplicaCount) >= 2, `production ${o.metadata.name}: at least 2`);
+      assert.equal(o.spec.replicas, undefined, `production ${o.metadata.name}: replicas would fight its autoscaler`);
     } else {
       assert.ok(o.spec.replicas >= 2, `production ${o.metadata.name}: replicas >= 2`);
     }

@@ -30,6 +30,7 @@ export function modelModule(apiVersion: string, kind: string): string | undefine
     return version === "v1" && !resolvable(v1) ? `@kubernetes-models/istio/${group}/v1beta1/${kind}` : v1;
   }
   if (group === "kustomize.config.k8s.io") return undefined;
+  if (group === "keda.sh") return `@kubernetes-models/keda/${group}/${version}/${kind}`;
   return group ? `kubernetes-models/${group}/${version}/${kind}` : `kubernetes-models/${version}/${kind}`;
 }
 
