@@ -301,11 +301,13 @@ function tiltfile(): Tiltfile {
     kustomizeDirs: all(/\bkustomize\(\s*('[^']*')/g),
     deps: all(/\bdeps\s*=\s*\[([^\]]*)\]/g),
     // objects.append(…) sits under `if SECRET_KEYS.get(unit)`: those selectors expand over those units only.
-    objectSelectors: all(/\bobjects\s*=\s*\[([^\]]*)\]/g).concat(
-      [...text.matchAll(/objects\.append\(\s*('[^']*')/g)]
-        .flatMap((m) => strings(m[1] as string))
-        .flatMap((s) => [...secretKeys.keys()].map((u) => s.replaceAll("{unit}", u))),
-    ),
+    objectSelectors: all(/\bobjects\s*=\s*\[([^\]]*)\]/g)
+      .concat(all(/\bCALLER_POLICIES\s*=\s*\{([^}]*)\}/g).filter((s) => s.includes(":")))
+      .concat(
+        [...text.matchAll(/objects\.append\(\s*('[^']*')/g)]
+          .flatMap((m) => strings(m[1] as string))
+          .flatMap((s) => [...secretKeys.keys()].map((u) => s.replaceAll("{unit}", u))),
+      ),
     objects: tiltObjects(text, (iterable) => {
       if (/^UNITS(\.(keys|items)\(\))?$/.test(iterable)) return [...units.keys()];
       // SECRET_KEYS skips (`continue`) the units without keys.
