@@ -811,7 +811,20 @@ test("the Tiltfile references only paths that exist, and agrees with the Dockerf
     assert.ok(underAny(s.from, tf.only), `Tiltfile: sync('${s.from}') is outside the docker_build only= paths`);
     assert.equal(s.to, `/app/${s.from}`, `Tiltfile: sync('${s.from}') must land where the Dockerfile copies it`);
   }
-  assert.match(tf.text, /k8s_resource\([\s\S]*resource_deps\s*=\s*\['gen'\]/, "Tiltfile: units depend on gen");
+  assert.match(tf.text, /k8s_resource\([\s\S]*resource_deps\s*=\s*\['gen'[\],]/, "Tiltfile: units depend on gen");
+  // And on the local infrastructure, each a resource of the local overlay's workloads.
+  const workloads = new Set(
+    render("deploy/k8s/overlays/local")
+      .filter((o) => ["StatefulSet", "Job", "Deployment"].includes(o.kind))
+      .map((o) => o.metadata.name as string),
+  );
+  for (const m of tf.text.matchAll(/k8s_resource\('([\w-]+)'/g)) {
+    assert.ok(workloads.has(m[1] as string), `Tiltfile: k8s_resource('${m[1]}') is no workload of the local overlay`);
+  }
+  const deps = /resource_deps=\[([^\]]*)\],\n\s*labels=\[unit\]/.exec(tf.text)?.[1] ?? "";
+  for (const d of [...deps.matchAll(/'([\w-]+)'/g)].map((m) => m[1] as string).filter((d) => d !== "gen")) {
+    assert.ok(workloads.has(d), `Tiltfile: the units wait for ${d}, which is no workload`);
+  }
 
   // Secrets the Deployments reference are made by the Tiltfile for the local cluster: each unit's
   // Secret holds exactly the keys its Deployment takes from it, and no other unit gets one.
@@ -962,4 +975,37 @@ test("every manifest, and the kustomize output of every overlay, validates again
     found.some((p) => /action/.test(p) && !p.includes("unknown field")),
     found.join("\n"),
   );
+});
+
+test("the local cluster's infrastructure: what the units' settings name, and the topics of topics.json", () => {
+  const local = render("deploy/k8s/overlays/local");
+  const infra = local.filter((o) => o.metadata?.namespace === "infra");
+  const services = new Set(
+    infra.filter((o) => o.kind === "Service").map((o) => `${o.metadata.name}.infra.svc.cluster.local`),
+  );
+  // Every infra host a unit's ConfigMap or the Tiltfile's secret URLs name is a Service here.
+  const named = new Set<string>();
+  for (const cm of local.filter((o) => o.kind === "ConfigMap" && UNITS.includes(o.metadata.namespace))) {
+    for (const v of Object.values(cm.data ?? {}) as string[]) {
+      for (const m of v.matchAll(/([a-z0-9-]+\.infra\.svc\.cluster\.local)/g)) named.add(m[1] as string);
+    }
+  }
+  for (const m of read("Tiltfile").matchAll(/([a-z0-9-]+\.infra\.svc\.cluster\.local)/g)) named.add(m[1] as string);
+  assert.ok(named.size >= 4, `${[...named].join(", ")}`);
+  for (const host of named)
+    assert.ok(services.has(host), `${host} is named by a unit's settings but is no Service in infra`);
+  for (const s of infra.filter((o) => o.kind === "StatefulSet")) {
+    assert.ok(s.spec.volumeClaimTemplates?.length, `${s.metadata.name}: keeps its data on a volume`);
+  }
+  const redis = infra.find((o) => o.kind === "StatefulSet" && o.metadata.name === "redis");
+  assert.ok(redis?.spec.template.spec.containers[0].args.includes("--appendonly"), "Redis keeps an append-only file");
+  // The topics Job makes exactly topics.json's topics and their .dlq, with their partitions.
+  const job = infra.find((o) => o.kind === "Job" && o.metadata.name === "kafka-topics");
+  const script = (job?.spec.template.spec.containers[0].command as string[]).join("\n");
+  const made = [...script.matchAll(/--topic (\S+) --partitions (\d+)/g)].map((m) => `${m[1]}:${m[2]}`).sort();
+  const topics = JSON.parse(read("services/kit/src/topics.json")) as Record<string, { partitions: number }>;
+  const want = Object.entries(topics)
+    .flatMap(([t, { partitions }]) => [`${t}:${partitions}`, `${t}.dlq:${partitions}`])
+    .sort();
+  assert.deepEqual(made, want);
 });
