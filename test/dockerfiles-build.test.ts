@@ -3,8 +3,9 @@
  * temporary directories (the same `npm ci --omit=dev` against the lockfile, the same files
  * copied from the repository), then its CMD run there with the image's ENV. The unit must load
  * with production dependencies only: it gets as far as reading its configuration (exit 78,
- * "AUTH_VERIFY_KEY is required"), which happens after every static import has resolved; and the
- * tracing SDK, imported only when an OTLP endpoint is set, loads too.
+ * "AUTH_VERIFY_KEY is required"), which happens after every static import has resolved; the
+ * tracing SDK, imported only when an OTLP endpoint is set, loads too; and the Deployment's init
+ * container (the schema migration) runs from the image on an empty database.
  */
 import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -12,6 +13,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
+import { parseAllDocuments } from "yaml";
 import { ROOT } from "./support/processes.js";
 
 const UNITS = ["usage", "message", "domain", "batch"];
@@ -114,6 +116,43 @@ describe("the Dockerfiles' build steps, run without Docker", () => {
       });
       assert.equal(r.status, 78, `the unit did not get to its configuration: ${r.stderr.slice(-1500)}`);
       assert.match(r.stderr, /AUTH_VERIFY_KEY is required/);
+      // Its init container (the schema migration) works from the image, on an empty database.
+      const deployment = parseAllDocuments(readFileSync(join(ROOT, `deploy/k8s/base/${unit}/deployment.yaml`), "utf8"))
+        .map(
+          (d) =>
+            d.toJS() as { kind?: string; spec?: { template: { spec: { initContainers?: { args: string[] }[] } } } },
+        )
+        .find((d) => d.kind === "Deployment");
+      for (const init of deployment?.spec?.template.spec.initContainers ?? []) {
+        const db = `telco_test_image_${unit}`;
+        execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-qc", `drop database if exists ${db}`]);
+        execFileSync("psql", ["-h", "127.0.0.1", "-U", "postgres", "-qc", `create database ${db}`]);
+        try {
+          const [, ...initArgs] = init.args;
+          const m = spawnSync(process.execPath, initArgs, {
+            cwd: dir,
+            env: {
+              PATH: process.env.PATH ?? "",
+              HOME: work,
+              ...env,
+              DATABASE_URL: `postgres://postgres@127.0.0.1:5432/${db}`,
+            },
+            encoding: "utf8",
+            timeout: 60_000,
+          });
+          assert.equal(m.status, 0, `init container ${init.args.join(" ")}: ${m.stderr.slice(-1500)}`);
+          assert.match(m.stdout, new RegExp(`\\[migrate\\] ${unit} \\(schema \\w+\\): applied `));
+        } finally {
+          execFileSync("psql", [
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-qc",
+            `drop database if exists ${db} with (force)`,
+          ]);
+        }
+      }
       if (unit === "usage") {
         // The tracing SDK and its instrumentations, loaded as a unit does when an endpoint is set.
         const t = execFileSync(
