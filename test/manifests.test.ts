@@ -1001,7 +1001,8 @@ test("the local cluster's infrastructure: what the units' settings name, and the
   assert.ok(redis?.spec.template.spec.containers[0].args.includes("--appendonly"), "Redis keeps an append-only file");
   // The topics Job makes exactly topics.json's topics and their .dlq, with their partitions.
   const job = infra.find((o) => o.kind === "Job" && o.metadata.name === "kafka-topics");
-  const script = (job?.spec.template.spec.containers[0].command as string[]).join("\n");
+  assert.ok(job, "a kafka-topics Job");
+  const script = (job.spec.template.spec.containers[0].command as string[]).join("\n");
   const made = [...script.matchAll(/--topic (\S+) --partitions (\d+)/g)].map((m) => `${m[1]}:${m[2]}`).sort();
   const topics = JSON.parse(read("services/kit/src/topics.json")) as Record<string, { partitions: number }>;
   const want = Object.entries(topics)

@@ -55,7 +55,7 @@ describe("CI/CD workflows", () => {
       if (s.uses) assert.match(s.uses, /^[\w-]+\/[\w-]+@v\d+$/, `action ${s.uses} pinned to a major version`);
     }
     for (const unit of UNITS) {
-      const sub = (t: string) => t.replaceAll("${{ inputs.unit }}", unit);
+      const sub = (t: string) => t.replaceAll(`\${{ inputs.unit }}`, unit);
       for (const s of steps) {
         for (const v of Object.values(s.with ?? {})) {
           if (typeof v === "string" && /Dockerfile/.test(v))
