@@ -30,9 +30,11 @@ export async function migrateAll(
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const url = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/telco";
-  const args = process.argv.slice(2);
+/** `migrate [unit...]` from the command line: exit 2 on an unknown unit, 1 when a migration fails. */
+export function migrateCli(
+  args: string[],
+  url = process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/telco",
+) {
   const bad = args.filter((a) => !(a in UNIT_SCHEMAS));
   if (bad.length) {
     console.error(`migrate: unknown unit ${bad.join(", ")}; expected one of ${Object.keys(UNIT_SCHEMAS).join(", ")}`);
@@ -43,3 +45,5 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     process.exit(1);
   });
 }
+
+if (import.meta.url === `file://${process.argv[1]}`) migrateCli(process.argv.slice(2));
