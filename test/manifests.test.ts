@@ -664,6 +664,12 @@ test("the overlays render: local one replica, production two or an autoscaler (H
     assert.equal(kafka.metadata.topic, want.topic, `${unit}: lag of its topic`);
     assert.equal(kafka.metadata.consumerGroup, want.group, `${unit}: lag of its consumer group`);
     assert.ok(so.spec.minReplicaCount >= 2, `${unit}: minReplicaCount >= 2`);
+    const brokers = prod.find((o) => o.kind === "ConfigMap" && o.metadata.namespace === unit && o.data?.KAFKA_BROKERS);
+    assert.equal(
+      kafka.metadata.bootstrapServers,
+      brokers?.data.KAFKA_BROKERS,
+      `${unit}: KEDA reads the unit's own Kafka`,
+    );
     assert.ok(
       so.spec.maxReplicaCount <= (topics[want.topic]?.partitions ?? 0),
       `${unit}: more replicas than ${want.topic} has partitions would idle`,

@@ -5,10 +5,11 @@
  * they build and deploy, the test files they run.
  */
 import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { ROOT } from "./support/processes.js";
 
 const UNITS = ["usage", "message", "domain", "batch"];
@@ -82,3 +83,39 @@ describe("CI/CD workflows", () => {
 
 // biome-ignore lint/suspicious/noExplicitAny: untyped YAML
 type Obj = Record<string, any>;
+
+describe("the deploy step's rendering of one unit (scripts/render-unit.mjs)", () => {
+  it("keeps the unit's namespace only and sets its image in every container, init container and CronJob", () => {
+    const rendered = execFileSync("kubectl", ["kustomize", join(ROOT, "deploy/k8s/overlays/production")], {
+      encoding: "utf8",
+    });
+    const ref = "ghcr.io/acme/telco-batch:0123abc";
+    const out = execFileSync(process.execPath, [join(ROOT, "scripts/render-unit.mjs"), "batch", ref], {
+      input: rendered,
+      encoding: "utf8",
+    });
+    const objs = parseAllDocuments(out).map((d) => d.toJS() as Obj);
+    assert.equal(objs[0]?.kind, "Namespace", "the Namespace comes first");
+    for (const o of objs) {
+      assert.equal(
+        o.kind === "Namespace" ? o.metadata.name : o.metadata.namespace,
+        "batch",
+        `${o.kind} ${o.metadata.name}`,
+      );
+    }
+    const kinds = new Set(objs.map((o) => o.kind));
+    for (const k of ["Deployment", "CronJob", "Service", "ConfigMap", "ServiceAccount"]) assert.ok(kinds.has(k), k);
+    const images = objs.flatMap((o) => {
+      const pod = o.kind === "CronJob" ? o.spec.jobTemplate.spec.template.spec : o.spec?.template?.spec;
+      return [...(pod?.containers ?? []), ...(pod?.initContainers ?? [])].map((c: Obj) => c.image as string);
+    });
+    assert.ok(images.length >= 3, `${images.length} containers (Deployment, its init container, the CronJob)`);
+    assert.deepEqual([...new Set(images)], [ref]);
+    const bad = spawnSync(process.execPath, [join(ROOT, "scripts/render-unit.mjs"), "nope", ref], {
+      input: rendered,
+      encoding: "utf8",
+    });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /no Deployment in namespace nope/);
+  });
+});

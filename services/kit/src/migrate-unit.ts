@@ -19,7 +19,8 @@ export async function migrateAll(
 ): Promise<void> {
   for (const unit of units) {
     const schema = UNIT_SCHEMAS[unit];
-    const knex = createKnex({ url, schema, poolMax: 2 });
+    // One connection holds the migration lock, the others run the migrations.
+    const knex = createKnex({ url, schema, poolMax: 3 });
     try {
       const dir = fileURLToPath(new URL(`../../${unit}/src/migrations`, import.meta.url));
       const applied = await migrate(knex, schema, dir);

@@ -27,12 +27,26 @@ export function createKnex({ url, schema, poolMax = 10, applicationName }: Postg
  * Each unit keeps its own migrations table inside its own schema, so units migrate independently.
  */
 export async function migrate(knex: Knex, schema: string, directory: string): Promise<string[]> {
-  await knex.raw("create schema if not exists ??", [schema]);
-  const [, applied] = (await knex.migrate.latest({
-    directory: path.resolve(directory),
-    schemaName: schema,
-    tableName: "knex_migrations",
-    loadExtensions: [".ts", ".js"],
-  })) as [number, string[]];
-  return applied;
+  // Processes migrating the same schema at once (replicas starting together, each with its init
+  // container) wait for each other on a session advisory lock, which PostgreSQL releases if the
+  // holder dies; knex's own lock table would make the others fail instead, and stay locked
+  // after a crash.
+  const conn = await knex.client.acquireConnection();
+  try {
+    await knex.raw("select pg_advisory_lock(hashtext(?))", [`telco-migrate:${schema}`]).connection(conn);
+    try {
+      await knex.raw("create schema if not exists ??", [schema]);
+      const [, applied] = (await knex.migrate.latest({
+        directory: path.resolve(directory),
+        schemaName: schema,
+        tableName: "knex_migrations",
+        loadExtensions: [".ts", ".js"],
+      })) as [number, string[]];
+      return applied;
+    } finally {
+      await knex.raw("select pg_advisory_unlock(hashtext(?))", [`telco-migrate:${schema}`]).connection(conn);
+    }
+  } finally {
+    await knex.client.releaseConnection(conn);
+  }
 }
