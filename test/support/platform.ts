@@ -60,13 +60,7 @@ export class Platform {
     const t = (topic: string, n: number) => ({ topic, numPartitions: n, replicationFactor: 1 });
     await this.admin.createTopics({
       waitForLeaders: true,
-      topics: [
-        t(this.topics.usage, 3),
-        t(dlqTopic(this.topics.usage), 3),
-        t(this.topics.notifications, 3),
-        t(dlqTopic(this.topics.notifications), 3),
-        t(this.topics.results, 3),
-      ],
+      topics: this.allTopics().map((topic) => t(topic, 3)),
     });
     await this.smsc.start();
     for (const u of UNITS) this.ports.set(u, { rpc: await freePort(), metrics: await freePort() });
@@ -76,6 +70,12 @@ export class Platform {
       this.procs.set(u, p);
       await waitForLog(p, /unit listening/, 60_000);
     }
+  }
+
+  /** The platform's own topics and their dead-letter topics. */
+  private allTopics(): string[] {
+    const { usage, notifications, results } = this.topics;
+    return [usage, dlqTopic(usage), notifications, dlqTopic(notifications), results];
   }
 
   urlOf(u: Unit): string {
@@ -170,17 +170,7 @@ export class Platform {
       }),
     );
     await this.smsc.stop();
-    await this.admin
-      ?.deleteTopics({
-        topics: [
-          this.topics.usage,
-          dlqTopic(this.topics.usage),
-          this.topics.notifications,
-          dlqTopic(this.topics.notifications),
-          this.topics.results,
-        ],
-      })
-      .catch(() => {});
+    await this.admin?.deleteTopics({ topics: this.allTopics() }).catch(() => {});
     await this.admin?.disconnect();
     const admin = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/postgres" });
     await admin.connect();
