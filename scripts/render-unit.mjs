@@ -4,13 +4,15 @@
 // ConfigMap, autoscaler, ...), with the unit's image — in containers and init containers, in
 // Deployments and CronJobs alike — set to the one the pipeline built. Other units' objects are
 // left out, so a deploy of one unit never touches another's image.
+// A namespace with no image of ours (gateway: Istio's injector sets the proxy image) takes no image.
 //   kubectl kustomize deploy/k8s/overlays/production | node scripts/render-unit.mjs usage ghcr.io/acme/telco-usage:<sha>
+//   kubectl kustomize deploy/k8s/overlays/production | node scripts/render-unit.mjs gateway
 import { readFileSync } from "node:fs";
 import { parseAllDocuments, stringify } from "yaml";
 
 const [unit, image] = process.argv.slice(2);
-if (!unit || !image) {
-  console.error("usage: kubectl kustomize <overlay> | node scripts/render-unit.mjs <unit> <image>");
+if (!unit) {
+  console.error("usage: kubectl kustomize <overlay> | node scripts/render-unit.mjs <unit> [<image>]");
   process.exit(2);
 }
 const docs = parseAllDocuments(readFileSync(0, "utf8"))
@@ -25,6 +27,10 @@ let replaced = 0;
 const setImage = (podSpec) => {
   for (const c of [...(podSpec?.containers ?? []), ...(podSpec?.initContainers ?? [])]) {
     if (c.image === `telco/${unit}` || c.image?.startsWith(`telco/${unit}:`)) {
+      if (!image) {
+        console.error(`render-unit: ${unit} runs the image telco/${unit}: give the one to deploy`);
+        process.exit(2);
+      }
       c.image = image;
       replaced++;
     }

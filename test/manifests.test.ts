@@ -61,7 +61,12 @@ function parseYaml(text: string, where: string): Obj[] {
  * (a DaemonSet) is a cluster manifest.
  */
 const VM_STACK = (f: string) => f.startsWith("deploy/observability/") && !f.startsWith("deploy/observability/alloy/");
-const FILES = [...yamlFiles("deploy").filter((f) => !VM_STACK(f)), ...yamlFiles("istio")];
+/** Values of Istio's Helm charts (how istiod is installed), not manifests; test/mesh-policy.test.ts reads them. */
+const INSTALL_VALUES = (f: string) => f.startsWith("istio/install/");
+const FILES = [
+  ...yamlFiles("deploy").filter((f) => !VM_STACK(f)),
+  ...yamlFiles("istio").filter((f) => !INSTALL_VALUES(f)),
+];
 const DOCS: Doc[] = FILES.flatMap((file) => parseYaml(read(file), file).map((obj) => ({ file, obj })));
 const isKustomization = (d: Doc) => d.obj.kind === "Kustomization";
 /** The objects (everything but the kustomizations; overlay patches are inline). */
@@ -70,6 +75,9 @@ const ofKind = (kind: string) => OBJECTS.filter((d) => d.obj.kind === kind);
 const find = (kind: string, namespace: string | undefined, name: string) =>
   OBJECTS.find((d) => d.obj.kind === kind && d.obj.metadata?.namespace === namespace && d.obj.metadata?.name === name);
 const where = (d: Doc) => `${d.file}: ${d.obj.kind} ${d.obj.metadata?.namespace ?? ""}/${d.obj.metadata?.name}`;
+/** The edge: the Istio ingress gateway's namespace (its pods are Istio's proxy, not a unit). */
+const GATEWAY_NS = "gateway";
+const unitDeployments = () => ofKind("Deployment").filter((d) => UNITS.includes(d.obj.metadata.namespace));
 
 /** Each secret setting, and how a unit's main.ts shows that it uses it. */
 const SECRET_USE: Record<string, RegExp> = {
@@ -416,8 +424,14 @@ test("every unit's namespace has sidecar injection and its own ServiceAccount", 
 });
 
 test("every Deployment: grpc port behind a Service, grpc probes, locked-down container, drain fits the grace period", async () => {
-  const deployments = ofKind("Deployment");
-  assert.deepEqual(deployments.map((d) => d.obj.metadata.name).sort(), UNITS, "one Deployment per unit");
+  assert.deepEqual(
+    ofKind("Deployment")
+      .map((d) => `${d.obj.metadata.namespace}/${d.obj.metadata.name}`)
+      .sort(),
+    [...UNITS, GATEWAY_NS].map((u) => `${u}/${u}`).sort(),
+    "one Deployment per unit, and the gateway",
+  );
+  const deployments = unitDeployments();
   for (const d of deployments) {
     const unit = d.obj.metadata.name as string;
     const ns = d.obj.metadata.namespace as string;
@@ -571,6 +585,65 @@ test("every Deployment: grpc port behind a Service, grpc probes, locked-down con
   }
 });
 
+test("the ingress gateway: Istio's gateway injection, its own identity, a Service for 80/443, a disruption budget", () => {
+  const d = find("Deployment", GATEWAY_NS, "gateway") as Doc;
+  assert.ok(d, "no Deployment gateway/gateway");
+  const ns = find("Namespace", undefined, GATEWAY_NS);
+  assert.equal(ns?.obj.metadata.labels?.["istio-injection"], "enabled", "namespace gateway: istio-injection");
+  const tpl = d.obj.spec.template as Obj;
+  assert.ok(
+    selects(d.obj.spec.selector?.matchLabels, tpl.metadata.labels),
+    `${where(d)}: selector does not match the pod`,
+  );
+  assert.equal(tpl.metadata.annotations?.["inject.istio.io/templates"], "gateway", `${where(d)}: the gateway template`);
+  assert.equal(tpl.metadata.labels?.["sidecar.istio.io/inject"], "true", `${where(d)}: injected`);
+  assert.equal(
+    tpl.spec.serviceAccountName,
+    "gateway",
+    `${where(d)}: its identity is cluster.local/ns/gateway/sa/gateway`,
+  );
+  assert.ok(find("ServiceAccount", GATEWAY_NS, "gateway"), "no ServiceAccount gateway/gateway");
+  // The injector fills in the proxy only for a container named istio-proxy with image auto.
+  const [c, ...more] = tpl.spec.containers as Obj[];
+  assert.equal(more.length, 0, `${where(d)}: one container`);
+  assert.equal(c?.name, "istio-proxy");
+  assert.equal(c?.image, "auto");
+  assert.equal(c?.securityContext?.runAsNonRoot, true, `${where(d)}: runAsNonRoot`);
+  assert.equal(c?.securityContext?.allowPrivilegeEscalation, false);
+  assert.ok(c?.securityContext?.capabilities?.drop?.includes("ALL"));
+  for (const k of ["requests", "limits"]) assert.ok(c?.resources?.[k]?.memory, `${where(d)}: resources.${k}`);
+  const ports = new Map(((c?.ports ?? []) as Obj[]).map((p) => [p.name, p.containerPort]));
+  // The Gateway's servers listen on the container's ports, and the Service reaches them.
+  const gw = find("Gateway", GATEWAY_NS, "portal") as Doc;
+  for (const server of gw.obj.spec.servers as Obj[]) {
+    assert.ok(
+      [...ports.values()].includes(server.port.number),
+      `${where(gw)}: ${server.port.number} is no container port`,
+    );
+  }
+  const svc = find("Service", GATEWAY_NS, "gateway") as Doc;
+  assert.ok(selects(svc.obj.spec.selector, tpl.metadata.labels), `${where(svc)}: selects the gateway pods`);
+  const targets = (svc.obj.spec.ports as Obj[]).map((p) => `${p.port}->${p.targetPort}`).sort();
+  assert.deepEqual(targets, ["443->https", "80->http"], `${where(svc)}: ports`);
+  for (const name of ["http", "https"]) assert.ok(ports.has(name), `${where(d)}: container port ${name}`);
+  assert.ok(
+    ofKind("PodDisruptionBudget").some(
+      (p) => p.obj.metadata.namespace === GATEWAY_NS && selects(p.obj.spec.selector?.matchLabels, tpl.metadata.labels),
+    ),
+    "no PodDisruptionBudget for the gateway",
+  );
+  const proxy = parseYaml(tpl.metadata.annotations?.["proxy.istio.io/config"] ?? "", "proxy")[0];
+  assert.ok(
+    durationMs(proxy?.terminationDrainDuration ?? "5s") < (tpl.spec.terminationGracePeriodSeconds ?? 30) * 1000,
+    `${where(d)}: the drain fits in the grace period`,
+  );
+  // istiod serves the Gateway's certificate (credentialName) only if the gateway may read Secrets.
+  const binding = find("RoleBinding", GATEWAY_NS, "gateway") as Doc;
+  assert.deepEqual(binding?.obj.subjects, [{ kind: "ServiceAccount", name: "gateway", namespace: GATEWAY_NS }]);
+  const role = find("Role", GATEWAY_NS, binding.obj.roleRef.name) as Doc;
+  assert.ok(role?.obj.rules.some((r: Obj) => r.resources.includes("secrets") && r.verbs.includes("get")));
+});
+
 test("the monthly billing CronJob: 02:00 Asia/Seoul on the 1st, never two at once, the batch CLI with the batch unit's secrets", () => {
   const jobs = ofKind("CronJob");
   assert.deepEqual(
@@ -583,7 +656,7 @@ test("the monthly billing CronJob: 02:00 Asia/Seoul on the 1st, never two at onc
   assert.equal(j.obj.spec.timeZone, "Asia/Seoul", `${where(j)}: in the carrier's time zone`);
   assert.equal(j.obj.spec.concurrencyPolicy, "Forbid", `${where(j)}: no concurrent runs`);
   const pod = j.obj.spec.jobTemplate.spec.template.spec as Obj;
-  assert.equal(pod.serviceAccountName, "batch", `${where(j)}: the batch unit's identity (istio/usage allows it)`);
+  assert.equal(pod.serviceAccountName, "batch", `${where(j)}: the batch unit's identity (istio/base/usage allows it)`);
   assert.equal(pod.restartPolicy, "Never");
   const c = pod.containers[0] as Obj;
   assert.equal(c.image, "telco/batch");
@@ -623,16 +696,39 @@ test("the overlays render: local one replica, production two or an autoscaler (H
   assert.ok(kubectl, "kubectl (with its built-in kustomize) is needed to render the overlays; it is not on the PATH");
   const local = render("deploy/k8s/overlays/local");
   const localDeployments = local.filter((o) => o.kind === "Deployment");
-  assert.equal(localDeployments.length, UNITS.length, "local: one Deployment per unit");
+  assert.equal(localDeployments.length, UNITS.length + 1, "local: one Deployment per unit, and the gateway");
   for (const o of localDeployments) {
     assert.equal(o.spec.replicas, 1, `local ${o.metadata.name}: replicas`);
-    assert.equal(o.spec.template.spec.containers[0].imagePullPolicy, "IfNotPresent", `local ${o.metadata.name}`);
+    const c = o.spec.template.spec.containers[0];
+    if (o.metadata.namespace === GATEWAY_NS) {
+      // Istio's proxy as the injector makes it: the units' local patches are not for it.
+      assert.deepEqual(
+        [c.image, c.args, c.imagePullPolicy],
+        ["auto", undefined, undefined],
+        "local gateway: untouched",
+      );
+      continue;
+    }
+    assert.equal(c.imagePullPolicy, "IfNotPresent", `local ${o.metadata.name}`);
+    assert.equal(c.args[1], "--watch", `local ${o.metadata.name}: node --watch for live_update`);
   }
+  const localGateway = local.find((o) => o.kind === "Service" && o.metadata.namespace === GATEWAY_NS);
+  assert.equal(localGateway?.spec.type, "ClusterIP", "local: no cloud load balancer (the Tiltfile forwards 8080)");
   for (const o of local.filter((x) => x.kind === "ConfigMap")) {
     assert.ok(Number(o.data.DRAIN_DELAY_MS) < 5000, `local ${o.metadata.name}: a shorter DRAIN_DELAY_MS`);
   }
 
   const prod = render("deploy/k8s/overlays/production");
+  const prodGateway = prod.find((o) => o.kind === "Service" && o.metadata.namespace === GATEWAY_NS);
+  assert.equal(prodGateway?.spec.type, "LoadBalancer", "production: the gateway behind a load balancer");
+  const tls = render("istio/production").find((o) => o.kind === "Gateway");
+  const https = tls?.spec.servers.find((x: Obj) => x.port.protocol === "HTTPS");
+  assert.equal(https?.tls?.mode, "SIMPLE", "production: the portal on HTTPS");
+  assert.ok(https?.tls?.credentialName, "production: the certificate from a Secret");
+  assert.ok(
+    tls?.spec.servers.every((x: Obj) => x.port.protocol === "HTTPS" || x.tls?.httpsRedirect === true),
+    "production: plain HTTP only redirects",
+  );
   const hpas = prod.filter((o) => o.kind === "HorizontalPodAutoscaler");
   for (const h of hpas) {
     assert.equal(h.apiVersion, "autoscaling/v2", `HPA ${h.metadata.name}: autoscaling/v2`);
@@ -719,6 +815,11 @@ test("Istio: mTLS STRICT mesh-wide, deny by default, allow rules name RPCs that 
   for (const p of policies) {
     assert.equal(p.obj.apiVersion, "security.istio.io/v1", `${where(p)}: use security.istio.io/v1`);
     const ns = p.obj.metadata.namespace as string;
+    if (ns === GATEWAY_NS) {
+      // At the edge one policy: no token, no RPC (test/mesh-policy.test.ts checks it in full).
+      assert.equal(p.obj.spec.action, "DENY", `${where(p)}: the edge only denies`);
+      continue;
+    }
     assert.ok(UNITS.includes(ns), `${where(p)}: not in a unit's namespace`);
     for (const rule of p.obj.spec?.rules ?? []) {
       for (const f of rule.from ?? []) {
@@ -727,8 +828,16 @@ test("Istio: mTLS STRICT mesh-wide, deny by default, allow rules name RPCs that 
         }
       }
       for (const t of rule.to ?? []) {
-        assert.deepEqual(t.operation?.methods, ["POST"], `${where(p)}: RPCs are POST`);
         assert.ok((t.operation?.paths ?? []).length > 0, `${where(p)}: an operation without exact paths`);
+        if (t.operation.methods?.[0] === "GET") {
+          // The one document a unit serves besides its RPCs: the domain unit's JWK set.
+          assert.deepEqual(
+            [ns, t.operation.methods, t.operation.paths],
+            ["domain", ["GET"], ["/.well-known/jwks.json"]],
+          );
+          continue;
+        }
+        assert.deepEqual(t.operation?.methods, ["POST"], `${where(p)}: RPCs are POST`);
         for (const path of t.operation.paths) {
           assert.ok(rpcs.has(path), `${where(p)}: ${path} is not an RPC in proto/telco`);
           assert.ok(path.startsWith(`/telco.${ns}.`), `${where(p)}: ${path} is not served in namespace ${ns}`);
@@ -950,6 +1059,7 @@ test("every manifest, and the kustomize output of every overlay, validates again
     "deploy/k8s/overlays/local",
     "deploy/k8s/overlays/production",
     "istio",
+    "istio/production",
     "deploy/observability/alloy",
   ].flatMap((dir) => render(dir).map((obj) => ({ file: `kustomize ${dir}`, obj })));
   const all = [...OBJECTS, ...rendered];

@@ -488,6 +488,45 @@ describe("authentication and roles", () => {
     await rejects(auth.login({ username, password: "correct horse battery" }), Code.Unauthenticated);
   });
 
+  it("publishes the signing key as a JWK set that verifies its tokens, as the ingress gateway does", async () => {
+    const { createLocalJWKSet, decodeProtectedHeader, jwtVerify } = await import("jose");
+    const { AUDIENCE, ISSUER, JWKS_PATH } = await import("../services/kit/src/auth.js");
+    const username = unique("jw")
+      .toLowerCase()
+      .replace(/[^a-z0-9.-]/g, "");
+    await new OperatorStore(units.knex.domain).create(username, "correct horse battery", "operator");
+    const { accessToken } = await grpcClient(AuthService, units.at.domain.url).login({
+      username,
+      password: "correct horse battery",
+    });
+    // Plain HTTP/1.1 GET, as Envoy's jwt_authn filter fetches a remote JWK set.
+    const res = await fetch(`${units.at.domain.url}${JWKS_PATH}`);
+    assert.equal(res.status, 200);
+    assert.equal(res.headers.get("content-type"), "application/json");
+    const jwks = (await res.json()) as { keys: Record<string, unknown>[] };
+    assert.equal(jwks.keys.length, 1);
+    assert.deepEqual(
+      Object.keys(jwks.keys[0] ?? {}).sort(),
+      ["alg", "crv", "kid", "kty", "use", "x"],
+      "public members only",
+    );
+    assert.equal(decodeProtectedHeader(accessToken).kid, jwks.keys[0]?.kid, "tokens name the key they are signed with");
+    const { payload } = await jwtVerify(accessToken, createLocalJWKSet(jwks as never), {
+      issuer: ISSUER,
+      audience: AUDIENCE,
+      algorithms: ["EdDSA"],
+    });
+    assert.equal(payload.role, "operator");
+    // A token from another key does not verify against it.
+    const { generateAuthKeys, TokenSigner } = await import("../services/kit/src/auth.js");
+    const other = await TokenSigner.fromPrivateKey(generateAuthKeys().signingKey);
+    const { token } = await other.sign({ subject: "intruder", role: "admin", subscriptionIds: [] }, 60);
+    await assert.rejects(jwtVerify(token, createLocalJWKSet(jwks as never)));
+    // Only that document: other paths are 404, other methods 405.
+    assert.equal((await fetch(`${units.at.domain.url}/.well-known/other`)).status, 404);
+    assert.equal((await fetch(`${units.at.domain.url}${JWKS_PATH}`, { method: "DELETE" })).status, 405);
+  });
+
   it("enforces each unit's role policy", async () => {
     const viewer = await tokenFor("viewer");
     await rejects(

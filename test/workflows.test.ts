@@ -81,6 +81,41 @@ describe("CI/CD workflows", () => {
   });
 });
 
+describe("the edge's workflow (gateway.yml)", () => {
+  it("checks the manifests and mesh policy and deploys the mesh and the gateway namespace, on what they are made of", () => {
+    const w = load("gateway.yml");
+    assert.deepEqual(w.on.push.branches, ["main"]);
+    assert.deepEqual(w.on.push.paths, w.on.pull_request.paths, "the same filters for pushes and PRs");
+    for (const must of ["deploy/k8s/base/gateway/**", "istio/**"])
+      assert.ok(w.on.push.paths.includes(must), `gateway.yml: filters on ${must}`);
+    for (const p of w.on.push.paths as string[])
+      assert.ok(patternExists(p), `gateway.yml: path filter ${p} names nothing`);
+    const runs = (w.jobs.check.steps as { run?: string }[]).map((s) => s.run ?? "").join("\n");
+    for (const t of ["test/manifests.test.ts", "test/mesh-policy.test.ts"])
+      assert.ok(runs.includes(t), `checks with ${t}`);
+    assert.ok(w.jobs.deploy.if.includes("refs/heads/main"), "deploys from main only");
+    const deploy = (w.jobs.deploy.steps as { run?: string }[]).map((s) => s.run ?? "").join("\n");
+    assert.match(deploy, /kubectl apply -k istio\/production/);
+    assert.match(deploy, /render-unit\.mjs gateway\b/);
+  });
+});
+
+describe("every workflow", () => {
+  it("renders and applies only kustomizations and scripts that exist", () => {
+    for (const f of readdirSync(DIR).filter((x) => x.endsWith(".yml"))) {
+      const text = readFileSync(join(DIR, f), "utf8");
+      for (const m of text.matchAll(/kubectl (?:apply -k|kustomize) (\S+)/g)) {
+        assert.ok(existsSync(join(ROOT, m[1] as string, "kustomization.yaml")), `${f}: ${m[1]} is no kustomization`);
+      }
+      for (const m of text.matchAll(/node (scripts\/\S+)/g))
+        assert.ok(existsSync(join(ROOT, m[1] as string)), `${f}: ${m[1]} exists`);
+      for (const m of text.matchAll(/node --import tsx --test ((?:\S+\.ts ?)+)/g)) {
+        for (const t of (m[1] as string).trim().split(" ")) assert.ok(existsSync(join(ROOT, t)), `${f}: ${t} exists`);
+      }
+    }
+  });
+});
+
 // biome-ignore lint/suspicious/noExplicitAny: untyped YAML
 type Obj = Record<string, any>;
 

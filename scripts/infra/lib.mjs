@@ -93,6 +93,9 @@ function run(cmd, args, { env, input, logFile, timeoutMs } = {}) {
         });
       resolve({ code: code ?? 1, out: text });
     });
+    // A child that exits (or fails to start) before reading its input closes the pipe: EPIPE on
+    // stdin is then no error of ours, and its exit code says what happened.
+    child.stdin.on("error", () => {});
     child.stdin.end(input ?? "");
   });
 }

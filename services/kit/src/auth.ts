@@ -3,8 +3,17 @@ import { Code, ConnectError, createContextKey, type HandlerContext } from "@conn
 /** What jose imports keys as (a WebCrypto key). */
 type KeyLike = Awaited<ReturnType<typeof importSPKI>>;
 
-import { generateKeyPairSync } from "node:crypto";
-import { importPKCS8, importSPKI, type JWTPayload, jwtVerify, SignJWT } from "jose";
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from "node:crypto";
+import {
+  calculateJwkThumbprint,
+  exportJWK,
+  importPKCS8,
+  importSPKI,
+  type JWK,
+  type JWTPayload,
+  jwtVerify,
+  SignJWT,
+} from "jose";
 
 /**
  * Callers present a JWT (EdDSA, signed by the domain unit with AUTH_SIGNING_KEY); every unit
@@ -30,8 +39,11 @@ export const principalKey = createContextKey<Principal | undefined>(undefined, {
 /** Method name (as in the proto, e.g. "GetLineUsage") → roles allowed to call it. */
 export type Policy = Record<string, readonly RoleName[]>;
 
-const ISSUER = "telco-domain";
-const AUDIENCE = "telco";
+/** The `iss` and `aud` of every access token (the mesh's RequestAuthentication checks them too). */
+export const ISSUER = "telco-domain";
+export const AUDIENCE = "telco";
+/** Where the domain unit publishes its public key as a JWK set (the ingress gateway fetches it). */
+export const JWKS_PATH = "/.well-known/jwks.json";
 
 /** Methods any caller may use without a token. */
 const OPEN_SERVICES = new Set([
@@ -39,7 +51,7 @@ const OPEN_SERVICES = new Set([
   "grpc.reflection.v1.ServerReflection",
   "grpc.reflection.v1alpha.ServerReflection",
 ]);
-const OPEN_METHODS = new Set(["telco.domain.v1.AuthService/Login"]);
+export const OPEN_METHODS = new Set(["telco.domain.v1.AuthService/Login"]);
 
 export class TokenVerifier {
   private constructor(private readonly key: KeyLike) {}
@@ -67,17 +79,29 @@ export class TokenVerifier {
 }
 
 export class TokenSigner {
-  private constructor(private readonly key: KeyLike) {}
+  private constructor(
+    private readonly key: KeyLike,
+    /** The public half as a JWK, with its RFC 7638 thumbprint as `kid`. */
+    readonly publicJwk: JWK & { kid: string },
+  ) {}
 
   /** `privateKey`: a PKCS#8 PEM, or that PEM base64-encoded. */
   static async fromPrivateKey(privateKey: string): Promise<TokenSigner> {
-    return new TokenSigner(await importPKCS8(pem(privateKey, "PRIVATE KEY"), "EdDSA"));
+    const text = pem(privateKey, "PRIVATE KEY");
+    const jwk = await exportJWK(createPublicKey(createPrivateKey(text)));
+    const kid = await calculateJwkThumbprint(jwk);
+    return new TokenSigner(await importPKCS8(text, "EdDSA"), { ...jwk, kid, alg: "EdDSA", use: "sig" });
+  }
+
+  /** The JWK set verifiers outside the process use (the Istio ingress gateway's RequestAuthentication). */
+  jwks(): { keys: JWK[] } {
+    return { keys: [this.publicJwk] };
   }
 
   async sign(p: Principal, ttlSeconds: number): Promise<{ token: string; expiresAt: Date }> {
     const expiresAt = new Date(Date.now() + ttlSeconds * 1000);
     const token = await new SignJWT({ role: p.role, lines: p.subscriptionIds })
-      .setProtectedHeader({ alg: "EdDSA" })
+      .setProtectedHeader({ alg: "EdDSA", kid: this.publicJwk.kid })
       .setSubject(p.subject)
       .setIssuer(ISSUER)
       .setAudience(AUDIENCE)

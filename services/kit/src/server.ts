@@ -41,6 +41,11 @@ export interface RpcServerOptions {
   drainDelayMs?: number;
   /** In-flight calls get this long to finish before they are cancelled. */
   drainTimeoutMs?: number;
+  /**
+   * Plain documents served on GET / HEAD at exact paths besides the RPCs (the domain unit's JWK
+   * set); every other non-RPC request is a 404.
+   */
+  documents?: Record<string, { contentType: string; body: string }>;
 }
 
 export interface Listening {
@@ -101,6 +106,22 @@ export class RpcServer {
       ...(opts.auth === "none" ? {} : { requestGate: observedGate(authGate(opts.auth.verifier, opts.auth.policy)) }),
       shutdownSignal: this.shutdown.signal,
       readMaxBytes: opts.readMaxBytes ?? 4 * 1024 * 1024,
+      fallback: (req, res) => {
+        const path = (req.url ?? "").split("?")[0] ?? "";
+        const doc = Object.hasOwn(opts.documents ?? {}, path) ? opts.documents?.[path] : undefined;
+        if (doc && (req.method === "GET" || req.method === "HEAD")) {
+          res.writeHead(200, {
+            "content-type": doc.contentType,
+            "content-length": Buffer.byteLength(doc.body),
+            "cache-control": "public, max-age=300",
+          });
+          if (req.method === "HEAD") res.end();
+          else res.end(doc.body);
+          return;
+        }
+        res.writeHead(doc ? 405 : 404, doc ? { allow: "GET, HEAD" } : {});
+        res.end();
+      },
     });
 
     // Count calls in flight so that a drain knows when it is done.
