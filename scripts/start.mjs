@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // `npm start`: installs dependencies, brings the local infrastructure up (PostgreSQL, Redis,
-// Kafka in KRaft mode, InfluxDB), migrates, starts the four units as child processes and prints
+// Kafka in KRaft mode, InfluxDB), migrates, starts the four units as child processes, builds the
+// portal and serves it with its local gateway at http://127.0.0.1:8080 (PORTAL_PORT), and prints
 // where everything is. Ctrl-C (SIGINT) or SIGTERM drains every unit and exits; the infrastructure
 // keeps running (`npm run infra:down` stops it).
 //   npm start                       # all units
@@ -94,6 +95,35 @@ function startUnit(u, restarts = 0) {
   });
 }
 
+const PORTAL = { name: "portal", port: Number(process.env.PORTAL_PORT ?? 8080), color: 34 };
+
+/** The portal: built once (vite), then served by its local gateway, which passes RPCs to the units. */
+function startPortal() {
+  const built = spawnSync(
+    process.execPath,
+    ["node_modules/vite/bin/vite.js", "build", "services/portal", "--logLevel", "warn"],
+    {
+      cwd: ROOT,
+      stdio: "inherit",
+    },
+  );
+  if (built.status !== 0) throw new Error("the portal's build failed (see above)");
+  const upstreams = Object.fromEntries(units.map((u) => [`${u.name.toUpperCase()}_URL`, `http://127.0.0.1:${u.port}`]));
+  const child = spawn(process.execPath, ["--import", "tsx", "services/portal/gateway.ts"], {
+    cwd: ROOT,
+    env: { ...process.env, ...upstreams, PORTAL_PORT: String(PORTAL.port) },
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+  });
+  prefixLines(PORTAL, child.stdout, process.stdout);
+  prefixLines(PORTAL, child.stderr, process.stderr);
+  children.set(PORTAL.name, child);
+  child.on("exit", (code, signal) => {
+    children.delete(PORTAL.name);
+    if (!stopping) console.error(`${tag(PORTAL)} exited (${code ?? signal}): the portal is down, the units are not`);
+  });
+}
+
 async function waitServing(u, timeoutMs = 60_000) {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -125,6 +155,7 @@ async function main() {
   if (migrate.status !== 0) throw new Error("migrations failed (see above)");
 
   for (const u of units) startUnit(u);
+  startPortal();
   const up = await Promise.all(units.map((u) => waitServing(u)));
   const buf = "node_modules/.bin/buf";
   const example = units.find((u) => u.name === "domain") ?? units[0];
@@ -135,6 +166,7 @@ async function main() {
       (u, i) =>
         `  ${u.name.padEnd(8)} ${up[i] ? "SERVING    " : "NOT READY  "} grpc/connect/grpc-web  http://127.0.0.1:${u.port}   ${u.service}`,
     ),
+    `  portal   http://127.0.0.1:${PORTAL.port}  (the admin portal; RPCs people use, over Connect, through its gateway)`,
     "  kafka    127.0.0.1:9092      redis 127.0.0.1:6379      postgres 127.0.0.1:5432/telco      influxdb http://127.0.0.1:8086",
     "",
     `Sign in: user "admin", password in ~/.config/telco-platform/dev-keys.env (DEV_ADMIN_PASSWORD); or TOKEN=$(npm run -s token -- --role admin)`,

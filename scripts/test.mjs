@@ -87,6 +87,7 @@ async function main() {
     const { checkContracts } = await import("./contracts.mjs");
     checkContracts();
     runStep("tsc", "tsc", ["-p", "tsconfig.json"]);
+    runStep("tsc (portal)", "tsc", ["-p", "services/portal/tsconfig.json"]);
     runStep("biome", "biome", ["check", "--error-on-warnings", "."], { quiet: true });
   }
   const { infraUp, ensureTools } = await import("./infra/lib.mjs");

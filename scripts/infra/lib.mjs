@@ -190,7 +190,13 @@ export async function ensureTools({ quiet = false } = {}) {
   const log = (m) => {
     if (!quiet) console.log(`[infra] ${m}`);
   };
-  if (!existsSync("/usr/bin/prometheus") || !existsSync("/usr/bin/promtool")) await aptInstall(["prometheus"], log);
+  const missing = [];
+  if (!existsSync("/usr/bin/prometheus") || !existsSync("/usr/bin/promtool")) missing.push("prometheus");
+  // Debian's Chromium for the portal's browser tests (playwright-core drives it; no browser downloads).
+  if (!existsSync("/usr/bin/chromium")) missing.push("chromium");
+  // A Korean font: without one the portal's Korean pages render as empty boxes in screenshots.
+  if (!existsSync("/usr/share/fonts/truetype/nanum")) missing.push("fonts-nanum");
+  if (missing.length > 0) await aptInstall(missing, log);
 }
 
 // --- pid files for the processes we own ------------------------------------

@@ -1,0 +1,71 @@
+import { AppShell, Button, Group, SegmentedControl, Text, Title } from "@mantine/core";
+import { useState } from "react";
+import { loadSession, type Session, saveSession } from "./api.js";
+import { type Lang, useI18n } from "./i18n.js";
+import { CustomerPage } from "./pages/CustomerPage.js";
+import { CustomersPage } from "./pages/CustomersPage.js";
+import { LinePage } from "./pages/LinePage.js";
+import { SignInPage } from "./pages/SignInPage.js";
+import { useRoute } from "./route.js";
+
+export function App() {
+  const { t, lang, setLang } = useI18n();
+  const [session, setSession] = useState<Session | undefined>(loadSession);
+  const route = useRoute();
+  const signIn = (s: Session | undefined) => {
+    saveSession(s);
+    setSession(s);
+    if (s) window.location.hash = "#/customers";
+  };
+  const language = (
+    <SegmentedControl
+      aria-label={t("language")}
+      size="xs"
+      value={lang}
+      onChange={(v) => setLang(v as Lang)}
+      data={[
+        { value: "ko", label: "한국어" },
+        { value: "en", label: "English" },
+      ]}
+    />
+  );
+  return (
+    <AppShell header={{ height: 56 }} padding="md">
+      <AppShell.Header>
+        <Group h="100%" px="md" justify="space-between" wrap="nowrap">
+          <Title order={1} size="h4">
+            <a href="#/customers" style={{ color: "inherit", textDecoration: "none" }}>
+              {t("appTitle")}
+            </a>
+          </Title>
+          <Group gap="xs" wrap="nowrap">
+            {language}
+            {session && (
+              <>
+                <Text size="sm" visibleFrom="sm" data-testid="signed-in-as">
+                  {t("signedInAs", { role: t(`role_${session.role}`) })}
+                </Text>
+                <Button size="xs" variant="default" onClick={() => signIn(undefined)}>
+                  {t("signOut")}
+                </Button>
+              </>
+            )}
+          </Group>
+        </Group>
+      </AppShell.Header>
+      <AppShell.Main>
+        <main>
+          {!session ? (
+            <SignInPage onSignedIn={signIn} />
+          ) : route.page === "customer" ? (
+            <CustomerPage session={session} customerId={route.customerId} />
+          ) : route.page === "line" ? (
+            <LinePage session={session} subscriptionId={route.subscriptionId} />
+          ) : (
+            <CustomersPage session={session} />
+          )}
+        </main>
+      </AppShell.Main>
+    </AppShell>
+  );
+}

@@ -1,0 +1,128 @@
+import { Alert, Anchor, Badge, Button, Card, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
+import { type FormEvent, useEffect, useState } from "react";
+import { type Customer, CustomerService } from "../../../../gen/telco/domain/v1/customer_pb.js";
+import { type Line, LineStatus } from "../../../../gen/telco/domain/v1/subscription_pb.js";
+import { bytes, clientFor, mayReveal, type Problem, problemOf, type Session } from "../api.js";
+import { useI18n } from "../i18n.js";
+import { href } from "../route.js";
+
+/** A customer, masked; staff with the permission reveal the personal fields with a reason (audited). */
+export function CustomerPage({ session, customerId }: { session: Session; customerId: string }) {
+  const { t } = useI18n();
+  const [customer, setCustomer] = useState<Customer>();
+  const [lines, setLines] = useState<Line[]>([]);
+  const [problem, setProblem] = useState<Problem>();
+  const [reason, setReason] = useState("");
+  const [revealProblem, setRevealProblem] = useState<Problem>();
+  useEffect(() => {
+    const client = clientFor(CustomerService, session);
+    Promise.all([client.getCustomer({ customerId }), client.listCustomerLines({ customerId })])
+      .then(([c, l]) => {
+        setCustomer(c.customer);
+        setLines(l.lines);
+      })
+      .catch((err) => setProblem(problemOf(err)));
+  }, [session, customerId]);
+  const reveal = async (e: FormEvent) => {
+    e.preventDefault();
+    setRevealProblem(undefined);
+    try {
+      const r = await clientFor(CustomerService, session).getCustomer({
+        customerId,
+        reveal: true,
+        revealReason: reason,
+      });
+      setCustomer(r.customer);
+    } catch (err) {
+      setRevealProblem(problemOf(err));
+    }
+  };
+  if (problem)
+    return (
+      <Alert color="red" role="alert">
+        {problem.message}
+      </Alert>
+    );
+  if (!customer) return <Text>{t("loading")}</Text>;
+  const rows: [string, string][] = [
+    [t("name"), customer.name],
+    [t("phone"), customer.phoneNumber],
+    [t("email"), customer.email],
+    [t("birthDate"), customer.birthDate],
+  ];
+  return (
+    <Stack>
+      <Anchor href="#/customers">← {t("back")}</Anchor>
+      <Group justify="space-between">
+        <Title order={2}>{t("customer")}</Title>
+        <Badge color={customer.revealed ? "orange" : "gray"} data-testid="pii-state">
+          {customer.revealed ? t("revealed") : t("masked")}
+        </Badge>
+      </Group>
+      <Card withBorder>
+        <Table data-testid="customer-fields">
+          <Table.Tbody>
+            {rows.map(([k, v]) => (
+              <Table.Tr key={k}>
+                <Table.Th w={140}>{k}</Table.Th>
+                <Table.Td>{v}</Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      </Card>
+      {!customer.revealed &&
+        (mayReveal(session) ? (
+          <form onSubmit={reveal} noValidate>
+            <Group align="flex-end" wrap="wrap">
+              <TextInput
+                style={{ flex: 1, minWidth: 200 }}
+                label={t("revealReason")}
+                name="reveal_reason"
+                value={reason}
+                onChange={(e) => setReason(e.currentTarget.value)}
+                error={revealProblem?.fields.reveal_reason}
+              />
+              <Button type="submit" color="orange">
+                {t("reveal")}
+              </Button>
+            </Group>
+            {revealProblem && !revealProblem.fields.reveal_reason && (
+              <Alert color="red" role="alert" mt="sm">
+                {revealProblem.message}
+              </Alert>
+            )}
+          </form>
+        ) : (
+          <Text size="sm" c="dimmed" data-testid="reveal-not-allowed">
+            {t("revealNotAllowed")}
+          </Text>
+        ))}
+      <Title order={3}>{t("lines")}</Title>
+      <Table.ScrollContainer minWidth={360}>
+        <Table data-testid="customer-lines">
+          <Table.Thead>
+            <Table.Tr>
+              <Table.Th>{t("line")}</Table.Th>
+              <Table.Th>{t("plan")}</Table.Th>
+              <Table.Th>{t("status")}</Table.Th>
+              <Table.Th>{t("quota")}</Table.Th>
+            </Table.Tr>
+          </Table.Thead>
+          <Table.Tbody>
+            {lines.map((l) => (
+              <Table.Tr key={l.subscriptionId}>
+                <Table.Td>
+                  <Anchor href={href({ page: "line", subscriptionId: l.subscriptionId })}>{l.phoneNumber}</Anchor>
+                </Table.Td>
+                <Table.Td>{l.planId}</Table.Td>
+                <Table.Td>{LineStatus[l.status]}</Table.Td>
+                <Table.Td>{l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}</Table.Td>
+              </Table.Tr>
+            ))}
+          </Table.Tbody>
+        </Table>
+      </Table.ScrollContainer>
+    </Stack>
+  );
+}

@@ -1,0 +1,297 @@
+/**
+ * The portal in Debian's Chromium (playwright-core, /usr/bin/chromium; no browser downloads),
+ * against the four units as their own processes on real PostgreSQL, Redis and Kafka (with a real
+ * SMSC), through the portal's local gateway (services/portal/gateway.ts) serving the built app.
+ * Screenshots of each page go to .data/screenshots/ (the data in them is the test's own, made up).
+ */
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import type { Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { Redis } from "ioredis";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { build } from "vite";
+import { UsageEventSchema } from "../gen/telco/usage/v1/events_pb.js";
+import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
+import { OperatorStore } from "../services/domain/src/store/operator-store.js";
+import { createKafka, createProducer, encodeRecord, publish } from "../services/kit/src/kafka.js";
+import { createKnex } from "../services/kit/src/postgres.js";
+import { createGateway } from "../services/portal/gateway.js";
+import { tokenFor } from "./support/auth.js";
+import { grpcClient } from "./support/clients.js";
+import { eventually, KAFKA_BROKERS, testLogger, unique } from "./support/env.js";
+import { Platform } from "./support/platform.js";
+import { ROOT } from "./support/processes.js";
+
+const REDIS_URL = "redis://127.0.0.1:6379/9";
+const SHOTS = join(ROOT, ".data", "screenshots");
+const PASSWORD = "correct horse battery";
+const thisMonth = () =>
+  new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Seoul", year: "numeric", month: "2-digit" })
+    .format(new Date())
+    .slice(0, 7);
+
+let platform: Platform;
+let gateway: Server;
+let base = "";
+let browser: Browser;
+let line: { subscriptionId: string; msisdn: string; personal: string[] };
+let quota = 0n;
+const users = {
+  operator: unique("op")
+    .toLowerCase()
+    .replace(/[^a-z0-9.-]/g, ""),
+  viewer: "",
+};
+users.viewer = users.operator.replace(/^op/, "vw");
+
+before(async () => {
+  const redis = new Redis(REDIS_URL);
+  await redis.flushdb();
+  redis.disconnect();
+  platform = new Platform({ redisUrl: REDIS_URL });
+  await platform.start();
+  await platform.alertTemplates();
+  line = await platform.line();
+  const usage = grpcClient(UsageService, platform.urlOf("usage"), await tokenFor("operator"));
+  const known = await eventually(
+    async () => {
+      const u = await usage
+        .getLineUsage({ subscriptionId: line.subscriptionId, month: thisMonth() })
+        .catch(() => undefined);
+      return u?.quotaKnown && u.quotaBytes > 0n ? u : undefined;
+    },
+    60_000,
+    "the line's quota at the usage unit",
+  );
+  quota = known.quotaBytes;
+  const knex = createKnex({ url: platform.url, schema: "domain", poolMax: 1 });
+  try {
+    const ops = new OperatorStore(knex);
+    await ops.create(users.operator, PASSWORD, "operator");
+    await ops.create(users.viewer, PASSWORD, "viewer");
+  } finally {
+    await knex.destroy();
+  }
+  await build({ configFile: join(ROOT, "services/portal/vite.config.ts"), logLevel: "warn" });
+  gateway = await createGateway({
+    upstreams: {
+      usage: platform.urlOf("usage"),
+      message: platform.urlOf("message"),
+      domain: platform.urlOf("domain"),
+      batch: platform.urlOf("batch"),
+    },
+  });
+  await new Promise<void>((r) => gateway.listen(0, "127.0.0.1", r));
+  base = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
+  mkdirSync(SHOTS, { recursive: true });
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"] });
+});
+
+after(async () => {
+  await browser?.close();
+  await new Promise((r) => (gateway ? gateway.close(r) : r(undefined)));
+  await platform?.stop();
+});
+
+/** A page at a width, collecting console errors and uncaught exceptions. */
+async function open(width: number): Promise<{ page: Page; errors: string[] }> {
+  const context = await browser.newContext({ viewport: { width, height: 860 }, locale: "ko-KR" });
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(e.message));
+  await page.goto(base);
+  return { page, errors };
+}
+
+async function signIn(page: Page, username: string): Promise<void> {
+  await page.getByLabel("사용자 이름").fill(username);
+  await page.getByLabel("비밀번호").fill(PASSWORD);
+  await page.getByRole("button", { name: "로그인" }).click();
+  await page.getByRole("heading", { name: "고객" }).waitFor();
+}
+
+/** The customer's contact phone, as an operator types it. */
+const phoneOf = () => line.personal[2] as string;
+const nameOf = () => line.personal[0] as string;
+
+async function openCustomer(page: Page): Promise<void> {
+  await page.getByLabel("검색어").fill(phoneOf());
+  await page.getByRole("button", { name: "검색" }).click();
+  const results = page.getByTestId("search-results");
+  await results.waitFor();
+  assert.equal(await results.locator("tbody tr").count(), 1, "one customer has that phone number");
+  await results.locator("tbody a").first().click();
+  await page.getByTestId("customer-fields").waitFor();
+}
+
+// Code that runs in the page (strings: this project's TypeScript has no DOM types).
+/** Form controls without an accessible name (label element, aria-label or aria-labelledby). */
+const unlabelled = (page: Page) =>
+  page.evaluate<string[]>(`[...document.querySelectorAll("input, select, textarea")]
+    .filter((e) => e.type !== "hidden")
+    .filter((e) => !((e.labels?.length ?? 0) > 0 || e.getAttribute("aria-label") || e.getAttribute("aria-labelledby")))
+    .map((e) => e.outerHTML.slice(0, 120))`);
+
+/** Wider than the viewport: something does not fit at this width. */
+const overflows = (page: Page) => page.evaluate<boolean>("document.documentElement.scrollWidth > window.innerWidth");
+
+/** Waits until the gauge shows at least `percent`. */
+const gaugeAtLeast = (page: Page, percent: number) =>
+  page.waitForFunction(
+    `Number(document.querySelector("[data-testid=usage-gauge]")?.getAttribute("aria-valuenow")) >= ${percent}`,
+  );
+
+describe("the portal in Chromium", () => {
+  it("an operator signs in, finds the customer by phone, sees them masked, and reveals them with a reason (audited)", async () => {
+    const { page, errors } = await open(1280);
+    await page.screenshot({ path: join(SHOTS, "portal-sign-in.png"), fullPage: true });
+    // A wrong password: the domain unit's message, on the page.
+    await page.getByLabel("사용자 이름").fill(users.operator);
+    await page.getByLabel("비밀번호").fill("wrong password");
+    await page.getByRole("button", { name: "로그인" }).click();
+    await page.getByRole("alert").filter({ hasText: "user name or password is wrong" }).waitFor();
+    await signIn(page, users.operator);
+    await openCustomer(page);
+    await page.screenshot({ path: join(SHOTS, "portal-customer-masked.png"), fullPage: true });
+    const fields = page.getByTestId("customer-fields");
+    assert.equal(await page.getByTestId("pii-state").textContent(), "마스킹됨");
+    const masked = (await fields.locator("tr").first().locator("td").textContent()) ?? "";
+    assert.ok(masked.includes("*") && masked !== nameOf(), "the name is masked");
+    // Reveal without a reason: the field says why not.
+    await page.getByRole("button", { name: "개인정보 보기" }).click();
+    await page.getByText("required with reveal").waitFor();
+    await page.getByLabel("조회 사유").fill("고객 본인 확인 요청");
+    await page.getByRole("button", { name: "개인정보 보기" }).click();
+    await page.getByTestId("pii-state").filter({ hasText: "원문 표시 중" }).waitFor();
+    const clear = (await fields.locator("tr").first().locator("td").textContent()) ?? "";
+    assert.ok(clear === nameOf(), "the revealed name is the customer's");
+    await page.screenshot({ path: join(SHOTS, "portal-customer-revealed.png"), fullPage: true });
+    // The customer's lines, with the plan.
+    const lines = page.getByTestId("customer-lines");
+    assert.equal(await lines.locator("tbody tr").count(), 1);
+    assert.match((await lines.locator("tbody tr").first().textContent()) ?? "", /5G-SLIM-8G/);
+    assert.deepEqual(await unlabelled(page), [], "every form control has a label");
+    // Chromium logs every non-2xx response: here exactly the two refusals this test provoked
+    // (the wrong password, the reveal without a reason), and nothing else.
+    assert.deepEqual(
+      errors,
+      [
+        "Failed to load resource: the server responded with a status of 401 (Unauthorized)",
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)",
+      ],
+      "no console errors but the provoked refusals",
+    );
+    await page.context().close();
+  });
+
+  it("usage events pushed into Kafka move the line's gauge live, and the 50 % alert shows as sent", async () => {
+    const { page, errors } = await open(1280);
+    await signIn(page, users.operator);
+    await page.goto(`${base}/#/lines/${encodeURIComponent(line.subscriptionId)}`);
+    const gauge = page.getByTestId("usage-gauge");
+    await gauge.waitFor();
+    await page.getByTestId("live-state").filter({ hasText: "실시간" }).waitFor();
+    assert.equal(await gauge.getAttribute("aria-valuenow"), "0");
+    await page.screenshot({ path: join(SHOTS, "portal-line-usage-0.png"), fullPage: true });
+
+    const kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "portal-test", logger: testLogger("test") });
+    const producer = await createProducer(kafka);
+    const event = (seq: number, percent: bigint) =>
+      encodeRecord(
+        UsageEventSchema,
+        create(UsageEventSchema, {
+          eventId: `portal-${line.subscriptionId}-${seq}`,
+          subscriptionId: line.subscriptionId,
+          seq: BigInt(seq),
+          bytes: (quota * percent) / 100n,
+          occurredAt: timestampNow(),
+          source: "portal-test",
+        }),
+        { key: line.subscriptionId },
+      );
+    try {
+      await publish(producer, [{ topic: platform.topics.usage, messages: [event(1, 30n)] }]);
+      // The page was not reloaded: the server stream moved the gauge.
+      await gaugeAtLeast(page, 30);
+      assert.match((await page.getByTestId("alerted-levels").textContent()) ?? "", /없음/);
+      await publish(producer, [{ topic: platform.topics.usage, messages: [event(2, 25n)] }]);
+      await gaugeAtLeast(page, 55);
+      await page.getByTestId("alerted-levels").getByText("50%").waitFor();
+    } finally {
+      await producer.disconnect();
+    }
+    assert.equal(Number(await page.getByTestId("usage-gauge").getAttribute("aria-valuenow")), 55);
+    await page.screenshot({ path: join(SHOTS, "portal-line-usage-55.png"), fullPage: true });
+    // And the alert left as one SMS at the SMSC.
+    await eventually(
+      async () => (platform.smsc.submitted.some((s) => s.destination === line.msisdn) ? true : undefined),
+      30_000,
+      "the 50 % alert's submit_sm",
+    );
+    assert.equal(platform.smsc.submitted.filter((s) => s.destination === line.msisdn).length, 1, "one SMS");
+    assert.deepEqual(errors, [], "no console errors");
+    await page.context().close();
+  });
+
+  it("a viewer sees the customer masked and is offered no reveal", async () => {
+    const { page, errors } = await open(1280);
+    await signIn(page, users.viewer);
+    assert.equal(await page.getByTestId("signed-in-as").textContent(), "로그인: 조회자");
+    await openCustomer(page);
+    await page.getByTestId("reveal-not-allowed").waitFor();
+    assert.equal(await page.getByRole("button", { name: "개인정보 보기" }).count(), 0);
+    assert.equal(await page.getByTestId("pii-state").textContent(), "마스킹됨");
+    await page.screenshot({ path: join(SHOTS, "portal-customer-viewer.png"), fullPage: true });
+    assert.deepEqual(errors, [], "no console errors");
+    await page.context().close();
+  });
+
+  it("works at 390 px and switches to English", async () => {
+    const { page, errors } = await open(390);
+    assert.equal(await overflows(page), false, "sign-in fits at 390 px");
+    assert.deepEqual(await unlabelled(page), [], "sign-in: every form control has a label");
+    await signIn(page, users.operator);
+    assert.equal(await overflows(page), false, "search fits at 390 px");
+    assert.deepEqual(await unlabelled(page), [], "search: every form control has a label");
+    await openCustomer(page);
+    assert.equal(await overflows(page), false, "the customer fits at 390 px");
+    await page.screenshot({ path: join(SHOTS, "portal-customer-390.png"), fullPage: true });
+    await page.goto(`${base}/#/lines/${encodeURIComponent(line.subscriptionId)}`);
+    await page.getByTestId("usage-gauge").waitFor();
+    assert.equal(await overflows(page), false, "the usage gauge fits at 390 px");
+    await page.screenshot({ path: join(SHOTS, "portal-line-usage-390.png"), fullPage: true });
+    await page.getByText("English").click();
+    await page.getByRole("heading", { name: /Usage this month/ }).waitFor();
+    assert.equal(await page.evaluate<string>("document.documentElement.lang"), "en");
+    assert.deepEqual(errors, [], "no console errors");
+    await page.context().close();
+  });
+
+  it("the gateway routes only the RPCs people use, and serves the app on any other path", async () => {
+    // An RPC only services call (the usage unit's quota stream from the domain unit): not routed.
+    const r = await fetch(`${base}/telco.domain.v1.SubscriptionService/GetLineContact`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    assert.equal(r.status, 404);
+    const login = await fetch(`${base}/telco.domain.v1.AuthService/Login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ username: users.viewer, password: PASSWORD }),
+    });
+    assert.equal(login.status, 200);
+    assert.ok(((await login.json()) as { accessToken?: string }).accessToken, "a token through the gateway");
+    const page = await fetch(`${base}/customers/anything`);
+    assert.equal(page.status, 200);
+    assert.match(await page.text(), /<div id="root">/);
+  });
+});
