@@ -237,6 +237,19 @@ describe("the portal in Chromium", () => {
       "the 50 % alert's submit_sm",
     );
     assert.equal(platform.smsc.submitted.filter((s) => s.destination === line.msisdn).length, 1, "one SMS");
+    // The line's message log shows it, with its status history, without a reload.
+    const log = page.getByTestId("message-log");
+    await log.waitFor({ timeout: 20_000 });
+    const row = log.locator("tbody tr").filter({ hasText: "usage-threshold-50" });
+    await row
+      .getByText("SENT")
+      .waitFor({ timeout: 20_000 })
+      .catch(async (e: Error) => {
+        throw new Error(`${e.message}; the log shows: ${await log.textContent()}`);
+      });
+    assert.equal(await log.locator("tbody tr").count(), 1, "one message in the log");
+    assert.match((await row.textContent()) ?? "", /QUEUED.*SENT/, "its history: queued, then sent");
+    await page.screenshot({ path: join(SHOTS, "portal-line-messages.png"), fullPage: true });
     assert.deepEqual(errors, [], "no console errors");
     await page.context().close();
   });
@@ -250,6 +263,52 @@ describe("the portal in Chromium", () => {
     assert.equal(await page.getByRole("button", { name: "개인정보 보기" }).count(), 0);
     assert.equal(await page.getByTestId("pii-state").textContent(), "마스킹됨");
     await page.screenshot({ path: join(SHOTS, "portal-customer-viewer.png"), fullPage: true });
+    assert.deepEqual(errors, [], "no console errors");
+    await page.context().close();
+  });
+
+  it("a template edit creates a version, the diff shows it, the preview counts its SMS segments; publish and roll back", async () => {
+    const { page, errors } = await open(1280);
+    await signIn(page, users.operator);
+    await page.getByRole("link", { name: "템플릿" }).click();
+    await page.getByTestId("templates").waitFor();
+    await page.getByRole("link", { name: "usage-threshold-100 (ko-KR)" }).click();
+    const body = page.getByLabel("본문");
+    await body.waitFor();
+    assert.equal(await body.inputValue(), "{{month}} 데이터를 100% 사용했습니다.");
+    // Korean is UCS-2: 70 characters fit one SMS. This body renders to more than 70.
+    const longer =
+      "{{month}} 데이터를 100% 모두 사용했습니다. 추가 데이터는 고객센터나 앱에서 신청할 수 있으며, 다음 달 1일에 다시 제공됩니다.";
+    await body.fill(longer);
+    await page.getByRole("button", { name: "저장 (새 버전)" }).click();
+    await page.getByTestId("notice").filter({ hasText: "버전 2(으)로 저장했습니다." }).waitFor();
+    const versions = page.getByTestId("versions");
+    assert.match((await versions.locator("tr").first().textContent()) ?? "", /v2.*초안/);
+    assert.match((await versions.locator("tr").nth(1).textContent()) ?? "", /v1.*게시됨/);
+    await versions.getByRole("button", { name: "이전 버전과 비교" }).click();
+    const diff = page.getByTestId("diff");
+    await diff.waitFor();
+    const diffText = (await diff.textContent()) ?? "";
+    assert.ok(diffText.includes("- {{month}} 데이터를 100% 사용했습니다."), diffText);
+    assert.ok(diffText.includes(`+ ${longer}`), diffText);
+    await page.getByLabel("month 예시 값").fill("2026-12");
+    await page.getByRole("button", { name: "미리보기 만들기" }).click();
+    const info = page.getByTestId("sms-info");
+    await info.waitFor();
+    const rendered = longer.replace("{{month}}", "2026-12");
+    assert.equal(await page.getByTestId("preview").locator("pre").textContent(), rendered);
+    assert.match(
+      (await info.textContent()) ?? "",
+      new RegExp(`UCS2 · 글자 수\\(인코딩 기준\\): ${[...rendered].length} · 세그먼트: 2 · 장문`),
+    );
+    await page.screenshot({ path: join(SHOTS, "portal-template.png"), fullPage: true });
+    await versions.getByRole("button", { name: "게시 v2" }).click();
+    await page.getByTestId("notice").filter({ hasText: "v2: 게시됨" }).waitFor();
+    assert.match((await versions.locator("tr").first().textContent()) ?? "", /v2.*게시됨/);
+    await versions.getByRole("button", { name: "이 버전으로 되돌리기" }).click();
+    await page.getByTestId("notice").filter({ hasText: "v1: 게시됨" }).waitFor();
+    assert.match((await versions.locator("tr").nth(1).textContent()) ?? "", /v1.*게시됨/);
+    assert.deepEqual(await unlabelled(page), [], "every form control has a label");
     assert.deepEqual(errors, [], "no console errors");
     await page.context().close();
   });

@@ -422,6 +422,12 @@ describe("message delivery", () => {
     await rejects(m.cancelMessage({ messageId: scheduled.message?.messageId as string }), Code.FailedPrecondition);
     const list = await m.listMessages({ subscriptionId: line.subscriptionId });
     assert.equal(list.messages.length, 1);
+    // The log names each message's template, as GetMessage does.
+    assert.equal(list.messages[0]?.templateName, `cancel-${h.tag}`);
+    assert.equal(
+      list.messages[0]?.templateName,
+      (await m.getMessage({ messageId: scheduled.message?.messageId as string })).message?.templateName,
+    );
     // A subscriber sees only their own line's messages.
     const other = grpcClient(MessageService, h.units.at.message.url, await tokenFor("subscriber", ["L-someone-else"]));
     await rejects(other.listMessages({ subscriptionId: line.subscriptionId }), Code.PermissionDenied);

@@ -1,4 +1,4 @@
-import { AppShell, Button, Group, SegmentedControl, Text, Title } from "@mantine/core";
+import { Anchor, AppShell, Button, Group, SegmentedControl, Text, Title } from "@mantine/core";
 import { useState } from "react";
 import { loadSession, type Session, saveSession } from "./api.js";
 import { type Lang, useI18n } from "./i18n.js";
@@ -6,6 +6,8 @@ import { CustomerPage } from "./pages/CustomerPage.js";
 import { CustomersPage } from "./pages/CustomersPage.js";
 import { LinePage } from "./pages/LinePage.js";
 import { SignInPage } from "./pages/SignInPage.js";
+import { TemplatePage } from "./pages/TemplatePage.js";
+import { TemplatesPage } from "./pages/TemplatesPage.js";
 import { useRoute } from "./route.js";
 
 export function App() {
@@ -54,6 +56,12 @@ export function App() {
         </Group>
       </AppShell.Header>
       <AppShell.Main>
+        {session && session.role !== "subscriber" && (
+          <Group gap="md" mb="md" component="nav" aria-label={t("appTitle")}>
+            <Anchor href="#/customers">{t("customers")}</Anchor>
+            <Anchor href="#/templates">{t("templates")}</Anchor>
+          </Group>
+        )}
         <main>
           {!session ? (
             <SignInPage onSignedIn={signIn} />
@@ -61,6 +69,10 @@ export function App() {
             <CustomerPage session={session} customerId={route.customerId} />
           ) : route.page === "line" ? (
             <LinePage session={session} subscriptionId={route.subscriptionId} />
+          ) : route.page === "templates" ? (
+            <TemplatesPage session={session} />
+          ) : route.page === "template" ? (
+            <TemplatePage session={session} templateId={route.templateId} />
           ) : (
             <CustomersPage session={session} />
           )}

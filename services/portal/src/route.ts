@@ -4,21 +4,33 @@ import { useEffect, useState } from "react";
 export type Route =
   | { page: "customers" }
   | { page: "customer"; customerId: string }
-  | { page: "line"; subscriptionId: string };
+  | { page: "line"; subscriptionId: string }
+  | { page: "templates" }
+  | { page: "template"; templateId: string };
 
 export function parse(hash: string): Route {
   const [, page, id] = hash.replace(/^#/, "").split("/");
   if (page === "customers" && id) return { page: "customer", customerId: decodeURIComponent(id) };
   if (page === "lines" && id) return { page: "line", subscriptionId: decodeURIComponent(id) };
+  if (page === "templates")
+    return id ? { page: "template", templateId: decodeURIComponent(id) } : { page: "templates" };
   return { page: "customers" };
 }
 
-export const href = (r: Route): string =>
-  r.page === "customer"
-    ? `#/customers/${encodeURIComponent(r.customerId)}`
-    : r.page === "line"
-      ? `#/lines/${encodeURIComponent(r.subscriptionId)}`
-      : "#/customers";
+export function href(r: Route): string {
+  switch (r.page) {
+    case "customer":
+      return `#/customers/${encodeURIComponent(r.customerId)}`;
+    case "line":
+      return `#/lines/${encodeURIComponent(r.subscriptionId)}`;
+    case "templates":
+      return "#/templates";
+    case "template":
+      return `#/templates/${encodeURIComponent(r.templateId)}`;
+    default:
+      return "#/customers";
+  }
+}
 
 export function useRoute(): Route {
   const [route, setRoute] = useState(() => parse(window.location.hash));

@@ -208,9 +208,16 @@ export class MessageServiceImpl implements ServiceImpl<typeof MessageService> {
     const rows = await this.d.messages.listByLine(req.subscriptionId, limit + 1, after);
     const page = rows.slice(0, limit);
     const history = await this.d.messages.history(page.map((r) => r.message_id));
+    // The templates' names (a template keeps its name across versions): one read per template.
+    const names = new Map<string, string>();
+    await Promise.all(
+      [...new Map(page.map((r) => [r.template_id, r.template_version])).entries()].map(async ([id, version]) => {
+        names.set(id, (await this.d.templates.get(id, version))?.name ?? "");
+      }),
+    );
     const last = page.at(-1);
     return create(ListMessagesResponseSchema, {
-      messages: page.map((r) => toMessage(r, history.get(r.message_id))),
+      messages: page.map((r) => toMessage(r, history.get(r.message_id), names.get(r.template_id) ?? "")),
       nextPageToken:
         rows.length > limit && last
           ? Buffer.from(JSON.stringify({ at: last.created_at.toISOString(), id: last.message_id })).toString(

@@ -3,6 +3,7 @@ import { type FormEvent, useEffect, useState } from "react";
 import { type Customer, CustomerService } from "../../../../gen/telco/domain/v1/customer_pb.js";
 import { type Line, LineStatus } from "../../../../gen/telco/domain/v1/subscription_pb.js";
 import { bytes, clientFor, mayReveal, type Problem, problemOf, type Session } from "../api.js";
+import { DataTable } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { href } from "../route.js";
 
@@ -99,30 +100,18 @@ export function CustomerPage({ session, customerId }: { session: Session; custom
           </Text>
         ))}
       <Title order={3}>{t("lines")}</Title>
-      <Table.ScrollContainer minWidth={360}>
-        <Table data-testid="customer-lines">
-          <Table.Thead>
-            <Table.Tr>
-              <Table.Th>{t("line")}</Table.Th>
-              <Table.Th>{t("plan")}</Table.Th>
-              <Table.Th>{t("status")}</Table.Th>
-              <Table.Th>{t("quota")}</Table.Th>
-            </Table.Tr>
-          </Table.Thead>
-          <Table.Tbody>
-            {lines.map((l) => (
-              <Table.Tr key={l.subscriptionId}>
-                <Table.Td>
-                  <Anchor href={href({ page: "line", subscriptionId: l.subscriptionId })}>{l.phoneNumber}</Anchor>
-                </Table.Td>
-                <Table.Td>{l.planId}</Table.Td>
-                <Table.Td>{LineStatus[l.status]}</Table.Td>
-                <Table.Td>{l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}</Table.Td>
-              </Table.Tr>
-            ))}
-          </Table.Tbody>
-        </Table>
-      </Table.ScrollContainer>
+      <DataTable testId="customer-lines" head={[t("line"), t("plan"), t("status"), t("quota")]}>
+        {lines.map((l) => (
+          <Table.Tr key={l.subscriptionId}>
+            <Table.Td>
+              <Anchor href={href({ page: "line", subscriptionId: l.subscriptionId })}>{l.phoneNumber}</Anchor>
+            </Table.Td>
+            <Table.Td>{l.planId}</Table.Td>
+            <Table.Td>{LineStatus[l.status]}</Table.Td>
+            <Table.Td>{l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}</Table.Td>
+          </Table.Tr>
+        ))}
+      </DataTable>
     </Stack>
   );
 }

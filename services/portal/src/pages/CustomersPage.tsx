@@ -2,6 +2,7 @@ import { Alert, Anchor, Button, Group, SegmentedControl, Stack, Table, Text, Tex
 import { type FormEvent, useState } from "react";
 import { type Customer, CustomerService } from "../../../../gen/telco/domain/v1/customer_pb.js";
 import { clientFor, type Problem, problemOf, type Session } from "../api.js";
+import { DataTable } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { href } from "../route.js";
 
@@ -82,28 +83,17 @@ export function CustomersPage({ session }: { session: Session }) {
       )}
       {found && found.length === 0 && <Text>{t("noResults")}</Text>}
       {found && found.length > 0 && (
-        <Table.ScrollContainer minWidth={360}>
-          <Table striped data-testid="search-results">
-            <Table.Thead>
-              <Table.Tr>
-                <Table.Th>{t("name")}</Table.Th>
-                <Table.Th>{t("phone")}</Table.Th>
-                <Table.Th>{t("email")}</Table.Th>
-              </Table.Tr>
-            </Table.Thead>
-            <Table.Tbody>
-              {found.map((c) => (
-                <Table.Tr key={c.customerId}>
-                  <Table.Td>
-                    <Anchor href={href({ page: "customer", customerId: c.customerId })}>{c.name}</Anchor>
-                  </Table.Td>
-                  <Table.Td>{c.phoneNumber}</Table.Td>
-                  <Table.Td>{c.email}</Table.Td>
-                </Table.Tr>
-              ))}
-            </Table.Tbody>
-          </Table>
-        </Table.ScrollContainer>
+        <DataTable testId="search-results" head={[t("name"), t("phone"), t("email")]}>
+          {found.map((c) => (
+            <Table.Tr key={c.customerId}>
+              <Table.Td>
+                <Anchor href={href({ page: "customer", customerId: c.customerId })}>{c.name}</Anchor>
+              </Table.Td>
+              <Table.Td>{c.phoneNumber}</Table.Td>
+              <Table.Td>{c.email}</Table.Td>
+            </Table.Tr>
+          ))}
+        </DataTable>
       )}
     </Stack>
   );
