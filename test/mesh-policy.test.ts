@@ -13,6 +13,7 @@
  * issuer, audience and key set of the code.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
@@ -114,6 +115,16 @@ function allowed(): Map<string, string> {
     for (const p of objects(file)) {
       if (p?.kind !== "AuthorizationPolicy" || (p.spec?.action ?? "ALLOW") !== "ALLOW") continue;
       for (const rule of p.spec?.rules ?? []) {
+        // Every source names callers by principal only: another key in one of them (namespaces,
+        // ipBlocks, …) would admit more than the principals say.
+        for (const f of rule.from ?? []) {
+          assert.deepEqual(
+            Object.keys(f.source ?? {}),
+            ["principals"],
+            `${file} ${p.metadata.name}: sources by principal only`,
+          );
+        }
+        assert.equal(rule.when, undefined, `${file} ${p.metadata.name}: no conditions`);
         const principals: string[] = (rule.from ?? []).flatMap(
           (f: { source?: { principals?: string[] } }) => f.source?.principals ?? [],
         );
@@ -165,6 +176,9 @@ describe("the mesh's authorization policies against the code's call graph", () =
 });
 
 type Method = DescService["methods"][number];
+/** "3s", "1.5s", "500ms" in milliseconds. */
+const durationMs = (d: string) =>
+  /^\d+(\.\d+)?s$/.test(d) ? Number(d.slice(0, -1)) * 1000 : /^\d+ms$/.test(d) ? Number(d.slice(0, -2)) : Number.NaN;
 const IDEMPOTENT = new Set([MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS, MethodOptions_IdempotencyLevel.IDEMPOTENT]);
 
 /**
@@ -174,7 +188,10 @@ const IDEMPOTENT = new Set([MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS, Meth
  */
 function checkRoutes(file: string, vs: Obj, expected: { path: string; unit: string; method: Method }[]): void {
   assert.equal(vs.kind, "VirtualService", file);
-  const routed = new Map<string, { retries: number; timeout: string; host: string; port: number }>();
+  const routed = new Map<
+    string,
+    { retries: number; retryOn: string; perTryTimeout: string; timeout: string; host: string; port: number }
+  >();
   for (const r of vs.spec.http) {
     assert.equal(r.route.length, 1, `${file} ${r.name}: one destination`);
     const d = r.route[0].destination;
@@ -184,6 +201,8 @@ function checkRoutes(file: string, vs: Obj, expected: { path: string; unit: stri
       assert.ok(!routed.has(path), `${file}: ${path} in two routes`);
       routed.set(path, {
         retries: r.retries?.attempts ?? 2,
+        retryOn: r.retries?.retryOn ?? "",
+        perTryTimeout: r.retries?.perTryTimeout ?? "",
         timeout: r.timeout ?? "",
         host: d.host,
         port: d.port?.number,
@@ -198,8 +217,16 @@ function checkRoutes(file: string, vs: Obj, expected: { path: string; unit: stri
     assert.equal(r.port, PORTS[unit], `${file}: ${path} goes to its unit's gRPC port`);
     if (m.methodKind === "unary") {
       assert.equal(r.timeout, "10s", `${file}: ${path} timeout`);
-      if (IDEMPOTENT.has(m.idempotency)) assert.ok(r.retries > 0, `${file}: idempotent ${path} is not retried`);
-      else assert.equal(r.retries, 0, `${file}: ${path} has side effects and must not be retried`);
+      if (IDEMPOTENT.has(m.idempotency)) {
+        assert.ok(r.retries > 0, `${file}: idempotent ${path} is not retried`);
+        // gRPC callers see UNAVAILABLE as grpc-status, Connect callers (browsers) as HTTP 503.
+        for (const on of ["unavailable", "503", "connect-failure"])
+          assert.ok(r.retryOn.split(",").includes(on), `${file}: ${path} retries on ${on}`);
+        assert.ok(
+          durationMs(r.perTryTimeout) > 0 && durationMs(r.perTryTimeout) < 10_000,
+          `${file}: ${path} perTryTimeout`,
+        );
+      } else assert.equal(r.retries, 0, `${file}: ${path} has side effects and must not be retried`);
     } else {
       assert.equal(r.timeout, "0s", `${file}: the stream ${path} must have no route timeout`);
       assert.equal(r.retries, 0, `${file}: the stream ${path} is not retried`);
@@ -248,20 +275,26 @@ describe("the edge (istio/base/gateway)", () => {
     assert.equal(deny?.kind, "AuthorizationPolicy");
     assert.equal(deny?.spec.action, "DENY");
     assert.deepEqual(deny?.spec.selector.matchLabels, { istio: "gateway" });
-    assert.equal(deny?.spec.rules.length, 1);
-    const [rule] = deny?.spec.rules ?? [];
+    // The whole rule, so that a narrowing (a method, a host, a port, a condition) fails too: it
+    // would let requests without a token through.
     assert.deepEqual(
-      rule.from,
-      [{ source: { notRequestPrincipals: ["*"] } }],
-      "denies requests without a verified token",
-    );
-    assert.deepEqual(rule.to[0].operation.paths, ["/telco.*"], "on every RPC of ours");
-    assert.deepEqual(
-      [...rule.to[0].operation.notPaths].sort(),
-      [...OPEN_METHODS].map((m) => `/${m}`).sort(),
-      "exactly the open methods (services/kit/src/auth.ts) need no token",
+      deny?.spec.rules,
+      [
+        {
+          from: [{ source: { notRequestPrincipals: [`${ISSUER}/*`] } }],
+          to: [{ operation: { paths: ["/telco.*"], notPaths: [...OPEN_METHODS].map((m) => `/${m}`) } }],
+        },
+      ],
+      "denies every RPC without a verified token of the domain unit's, but the open methods (services/kit/src/auth.ts)",
     );
 
+    // One RequestAuthentication applies to the gateway (another would add issuers it trusts).
+    const rendered = parseAllDocuments(
+      execFileSync("kubectl", ["kustomize", join(ROOT, "istio")], { encoding: "utf8" }),
+    )
+      .map((d) => d.toJS() as Obj)
+      .filter((o) => o?.kind === "RequestAuthentication");
+    assert.equal(rendered.length, 1, "one RequestAuthentication in the mesh");
     const [ra] = objects("istio/base/gateway/request-authentication.yaml");
     assert.equal(ra?.kind, "RequestAuthentication");
     assert.deepEqual(ra?.spec.selector.matchLabels, { istio: "gateway" });

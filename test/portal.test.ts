@@ -71,6 +71,15 @@ before(async () => {
   quota = known.quotaBytes;
   const knex = createKnex({ url: platform.url, schema: "domain", poolMax: 1 });
   try {
+    // The line has been active for four months (its plan too), so that last month bills it.
+    await knex.raw(
+      "update domain.subscriptions set activated_at = now() - interval '120 days' where subscription_id = ?",
+      [line.subscriptionId],
+    );
+    await knex.raw(
+      "update domain.subscription_plan set valid = tstzrange(now() - interval '120 days', upper(valid), '[)') where subscription_id = ?",
+      [line.subscriptionId],
+    );
     const ops = new OperatorStore(knex);
     await ops.create(users.operator, PASSWORD, "operator");
     await ops.create(users.viewer, PASSWORD, "viewer");
@@ -310,6 +319,63 @@ describe("the portal in Chromium", () => {
     assert.match((await versions.locator("tr").nth(1).textContent()) ?? "", /v1.*게시됨/);
     assert.deepEqual(await unlabelled(page), [], "every form control has a label");
     assert.deepEqual(errors, [], "no console errors");
+    await page.context().close();
+  });
+
+  it("a billing run for last month: started from the page, followed live to COMPLETED, then in its history; bad and repeated starts are refused readably", async () => {
+    const { page, errors } = await open(1280);
+    await signIn(page, users.operator);
+    await page.getByRole("link", { name: "청구" }).click();
+    const month = page.getByLabel("청구 월 (YYYY-MM)");
+    await month.waitFor();
+    // Bad input first: the batch unit's reason, next to the field.
+    await month.fill("2026-13");
+    await page.getByRole("button", { name: "청구 시작" }).click();
+    await page
+      .getByText(/YYYY-MM/)
+      .nth(1)
+      .waitFor();
+    const previous = (() => {
+      const [y, m] = thisMonth().split("-").map(Number) as [number, number];
+      return m === 1 ? `${y - 1}-12` : `${y}-${String(m - 1).padStart(2, "0")}`;
+    })();
+    await month.fill(previous);
+    await page.getByRole("button", { name: "청구 시작" }).click();
+    const watched = page.getByTestId("watched");
+    await watched.waitFor();
+    assert.match((await watched.textContent()) ?? "", new RegExp(previous));
+    await page.getByTestId("watched-status").filter({ hasText: "COMPLETED" }).waitFor({ timeout: 60_000 });
+    assert.ok((await page.getByTestId("partition").count()) >= 1, "a progress bar per step");
+    // The platform has one line, active all of last month: one line billed.
+    assert.equal(await page.getByTestId("watched-items").textContent(), "1 / 1 회선");
+    const history = page.getByTestId("executions");
+    await history.locator("tbody tr").filter({ hasText: previous }).filter({ hasText: "COMPLETED" }).waitFor();
+    await page.screenshot({ path: join(SHOTS, "portal-billing.png"), fullPage: true });
+    await page.getByRole("button", { name: "청구 시작" }).click();
+    await page.getByRole("alert").filter({ hasText: "FailedPrecondition" }).waitFor();
+    // The line's invoice of that month, with its lines, on the line's page.
+    await page.goto(`${base}/#/lines/${encodeURIComponent(line.subscriptionId)}`);
+    const invoices = page.getByTestId("invoices");
+    await invoices.waitFor();
+    const row = invoices.locator("tbody tr").filter({ hasText: previous });
+    assert.equal(await invoices.locator("tbody tr").count(), 1, "one invoice");
+    assert.match((await row.textContent()) ?? "", new RegExp(`${previous}-0000001`), "numbered first of its month");
+    await row.getByRole("button", { name: "내역 보기" }).click();
+    const detail = page.getByTestId("invoice-lines");
+    await detail.waitFor();
+    const text = (await detail.textContent()) ?? "";
+    assert.match(text, /5G/, "the plan's fee");
+    assert.match(text, /합계.*₩/, "the total");
+    await page.screenshot({ path: join(SHOTS, "portal-line-invoice.png"), fullPage: true });
+    assert.deepEqual(await unlabelled(page), [], "every form control has a label");
+    assert.deepEqual(
+      errors,
+      [
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)",
+        "Failed to load resource: the server responded with a status of 400 (Bad Request)",
+      ],
+      "no console errors but the two provoked refusals",
+    );
     await page.context().close();
   });
 

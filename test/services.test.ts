@@ -6,6 +6,7 @@
  */
 
 import assert from "node:assert/strict";
+import http2 from "node:http2";
 import { after, before, describe, it } from "node:test";
 import { create, createFileRegistry, fromBinary } from "@bufbuild/protobuf";
 import { type FileDescriptorProto, FileDescriptorProtoSchema, FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
@@ -499,11 +500,37 @@ describe("authentication and roles", () => {
       username,
       password: "correct horse battery",
     });
-    // Plain HTTP/1.1 GET, as Envoy's jwt_authn filter fetches a remote JWK set.
+    // Over HTTP/2 (cleartext, prior knowledge), as the domain unit's sidecar passes the gateway's
+    // fetch on (the Service port is gRPC), and over HTTP/1.1 (curl, a browser).
+    const h2 = http2.connect(units.at.domain.url);
+    const viaH2 = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = h2.request({ ":method": "GET", ":path": JWKS_PATH });
+      let status = 0;
+      let body = "";
+      req.on("response", (h) => {
+        status = Number(h[":status"]);
+      });
+      req.setEncoding("utf8");
+      req.on("data", (c: string) => {
+        body += c;
+      });
+      req.on("end", () => resolve({ status, body }));
+      req.on("error", reject);
+    });
+    h2.close();
+    assert.equal(viaH2.status, 200, "JWK set over HTTP/2");
+    const head = await fetch(`${units.at.domain.url}${JWKS_PATH}`, { method: "HEAD" });
+    assert.equal(head.status, 200);
+    assert.equal(
+      head.headers.get("content-length"),
+      String(Buffer.byteLength(viaH2.body)),
+      "HEAD: its length, no body",
+    );
     const res = await fetch(`${units.at.domain.url}${JWKS_PATH}`);
     assert.equal(res.status, 200);
     assert.equal(res.headers.get("content-type"), "application/json");
     const jwks = (await res.json()) as { keys: Record<string, unknown>[] };
+    assert.deepEqual(JSON.parse(viaH2.body), jwks, "the same document over both");
     assert.equal(jwks.keys.length, 1);
     assert.deepEqual(
       Object.keys(jwks.keys[0] ?? {}).sort(),

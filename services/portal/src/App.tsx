@@ -2,6 +2,7 @@ import { Anchor, AppShell, Button, Group, SegmentedControl, Text, Title } from "
 import { useState } from "react";
 import { loadSession, type Session, saveSession } from "./api.js";
 import { type Lang, useI18n } from "./i18n.js";
+import { BillingPage } from "./pages/BillingPage.js";
 import { CustomerPage } from "./pages/CustomerPage.js";
 import { CustomersPage } from "./pages/CustomersPage.js";
 import { LinePage } from "./pages/LinePage.js";
@@ -60,6 +61,7 @@ export function App() {
           <Group gap="md" mb="md" component="nav" aria-label={t("appTitle")}>
             <Anchor href="#/customers">{t("customers")}</Anchor>
             <Anchor href="#/templates">{t("templates")}</Anchor>
+            <Anchor href="#/billing">{t("billing")}</Anchor>
           </Group>
         )}
         <main>
@@ -69,6 +71,8 @@ export function App() {
             <CustomerPage session={session} customerId={route.customerId} />
           ) : route.page === "line" ? (
             <LinePage session={session} subscriptionId={route.subscriptionId} />
+          ) : route.page === "billing" ? (
+            <BillingPage session={session} />
           ) : route.page === "templates" ? (
             <TemplatesPage session={session} />
           ) : route.page === "template" ? (

@@ -6,12 +6,14 @@ export type Route =
   | { page: "customer"; customerId: string }
   | { page: "line"; subscriptionId: string }
   | { page: "templates" }
+  | { page: "billing" }
   | { page: "template"; templateId: string };
 
 export function parse(hash: string): Route {
   const [, page, id] = hash.replace(/^#/, "").split("/");
   if (page === "customers" && id) return { page: "customer", customerId: decodeURIComponent(id) };
   if (page === "lines" && id) return { page: "line", subscriptionId: decodeURIComponent(id) };
+  if (page === "billing") return { page: "billing" };
   if (page === "templates")
     return id ? { page: "template", templateId: decodeURIComponent(id) } : { page: "templates" };
   return { page: "customers" };
@@ -25,6 +27,8 @@ export function href(r: Route): string {
       return `#/lines/${encodeURIComponent(r.subscriptionId)}`;
     case "templates":
       return "#/templates";
+    case "billing":
+      return "#/billing";
     case "template":
       return `#/templates/${encodeURIComponent(r.templateId)}`;
     default:

@@ -3,6 +3,7 @@ import { useEffect, useState } from "react";
 import { type GetLineUsageResponse, UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
 import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth } from "../api.js";
 import { type T, useI18n } from "../i18n.js";
+import { Invoices } from "./Invoices.js";
 import { MessageLog } from "./MessageLog.js";
 
 const MARKS = [50, 80, 100];
@@ -159,6 +160,7 @@ export function LinePage({ session, subscriptionId }: { session: Session; subscr
       )}
       {/* Read again whenever another alert level has been sent. */}
       <MessageLog session={session} subscriptionId={subscriptionId} refresh={usage?.alertedLevels.join(",")} />
+      <Invoices session={session} subscriptionId={subscriptionId} />
     </Stack>
   );
 }
