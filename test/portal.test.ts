@@ -46,8 +46,12 @@ const users = {
     .toLowerCase()
     .replace(/[^a-z0-9.-]/g, ""),
   viewer: "",
+  subscriber: "",
 };
 users.viewer = users.operator.replace(/^op/, "vw");
+users.subscriber = users.operator.replace(/^op/, "sb");
+/** Another customer's line: the subscriber must not see it. */
+let other: { subscriptionId: string };
 
 before(async () => {
   const redis = new Redis(REDIS_URL);
@@ -83,6 +87,12 @@ before(async () => {
     const ops = new OperatorStore(knex);
     await ops.create(users.operator, PASSWORD, "operator");
     await ops.create(users.viewer, PASSWORD, "viewer");
+    // The line's customer signs in to self-service with an account of their own.
+    const { customer_id } = await knex("domain.subscriptions")
+      .where({ subscription_id: line.subscriptionId })
+      .first<{ customer_id: string }>("customer_id");
+    await ops.accounts().createSubscriber(users.subscriber, PASSWORD, customer_id);
+    other = await platform.line();
   } finally {
     await knex.destroy();
   }
@@ -376,6 +386,33 @@ describe("the portal in Chromium", () => {
       ],
       "no console errors but the two provoked refusals",
     );
+    await page.context().close();
+  });
+
+  it("a subscriber signs in on a phone and sees only their own line: its usage, messages and bills", async () => {
+    const { page, errors } = await open(390);
+    await page.getByLabel("사용자 이름").fill(users.subscriber);
+    await page.getByLabel("비밀번호").fill(PASSWORD);
+    await page.getByRole("button", { name: "로그인" }).click();
+    await page.getByRole("heading", { name: "내 회선" }).waitFor();
+    assert.equal(await page.getByRole("link", { name: "고객" }).count(), 0, "no customer search for subscribers");
+    const mine = page.getByTestId("my-lines");
+    await mine.locator("tbody tr").first().waitFor();
+    assert.equal(await mine.locator("tbody tr").count(), 1, "their one line");
+    await mine.locator("tbody a").first().click();
+    await page.getByTestId("usage-gauge").waitFor();
+    await page.getByTestId("live-state").filter({ hasText: "실시간" }).waitFor();
+    assert.equal(Number(await page.getByTestId("usage-gauge").getAttribute("aria-valuenow")), 55);
+    await page.getByTestId("message-log").waitFor();
+    await page.getByTestId("invoices").waitFor();
+    assert.equal(await overflows(page), false, "fits at 390 px");
+    await page.screenshot({ path: join(SHOTS, "portal-subscriber-line-390.png"), fullPage: true });
+    // Another customer's line, by its address: refused by the units, said on the page.
+    await page.goto(`${base}/#/lines/${encodeURIComponent(other.subscriptionId)}`);
+    await page.getByRole("alert").filter({ hasText: "PermissionDenied" }).first().waitFor();
+    assert.equal(await page.getByTestId("usage-gauge").count(), 0, "no usage of someone else's line");
+    assert.equal(await page.getByTestId("invoices").count(), 0, "no bills of someone else's line");
+    assert.ok(errors.length > 0 && errors.every((e) => e.endsWith("status of 403 (Forbidden)")), errors.join("\n"));
     await page.context().close();
   });
 

@@ -91,7 +91,7 @@ export const policy: Policy = {
 
 export const routes = (deps: DomainDeps) => (router: ConnectRouter) => {
   router.service(CatalogService, new CatalogServiceImpl(deps.catalog, deps.extras));
-  router.service(AuthService, new AuthServiceImpl(deps.operators, deps.signer, deps.tokenTtlSeconds));
+  router.service(AuthService, new AuthServiceImpl(deps.operators.accounts(), deps.signer, deps.tokenTtlSeconds));
   router.service(CustomerService, new CustomerServiceImpl(deps.customers));
   router.service(MicroPaymentService, new MicroPaymentServiceImpl(deps.payments));
   router.service(InvoiceService, new InvoiceServiceImpl(deps.invoices));

@@ -6,6 +6,7 @@ import { BillingPage } from "./pages/BillingPage.js";
 import { CustomerPage } from "./pages/CustomerPage.js";
 import { CustomersPage } from "./pages/CustomersPage.js";
 import { LinePage } from "./pages/LinePage.js";
+import { MyLinesPage } from "./pages/MyLinesPage.js";
 import { SignInPage } from "./pages/SignInPage.js";
 import { TemplatePage } from "./pages/TemplatePage.js";
 import { TemplatesPage } from "./pages/TemplatesPage.js";
@@ -18,7 +19,7 @@ export function App() {
   const signIn = (s: Session | undefined) => {
     saveSession(s);
     setSession(s);
-    if (s) window.location.hash = "#/customers";
+    if (s) window.location.hash = s.role === "subscriber" ? "#/me" : "#/customers";
   };
   const language = (
     <SegmentedControl
@@ -68,15 +69,17 @@ export function App() {
           {!session ? (
             <SignInPage onSignedIn={signIn} />
           ) : route.page === "customer" ? (
-            <CustomerPage session={session} customerId={route.customerId} />
+            <CustomerPage key={route.customerId} session={session} customerId={route.customerId} />
+          ) : session.role === "subscriber" && route.page !== "line" ? (
+            <MyLinesPage session={session} />
           ) : route.page === "line" ? (
-            <LinePage session={session} subscriptionId={route.subscriptionId} />
+            <LinePage key={route.subscriptionId} session={session} subscriptionId={route.subscriptionId} />
           ) : route.page === "billing" ? (
             <BillingPage session={session} />
           ) : route.page === "templates" ? (
             <TemplatesPage session={session} />
           ) : route.page === "template" ? (
-            <TemplatePage session={session} templateId={route.templateId} />
+            <TemplatePage key={route.templateId} session={session} templateId={route.templateId} />
           ) : (
             <CustomersPage session={session} />
           )}

@@ -93,6 +93,7 @@ const ko = {
   total: "합계",
   dueDate: "납부 기한",
   showLines: "내역 보기",
+  myLines: "내 회선",
 } as const;
 
 export type Key = keyof typeof ko;
@@ -187,6 +188,7 @@ const en: Record<Key, string> = {
   total: "Total",
   dueDate: "Due",
   showLines: "Show lines",
+  myLines: "My lines",
 };
 
 const DICTS: Record<Lang, Record<Key, string>> = { ko, en };

@@ -9,7 +9,7 @@ import {
 } from "../../../../gen/telco/domain/v1/auth_pb.js";
 import type { RoleName, TokenSigner } from "../../../kit/src/auth.js";
 import { Violations } from "../../../kit/src/errors.js";
-import type { OperatorStore } from "../store/operator-store.js";
+import type { AccountStore } from "../store/operator-store.js";
 
 export const ROLE_OF: Record<RoleName, Role> = {
   admin: Role.ADMIN,
@@ -21,7 +21,7 @@ export const ROLE_OF: Record<RoleName, Role> = {
 
 export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   constructor(
-    private readonly operators: OperatorStore,
+    private readonly accounts: AccountStore,
     private readonly signer: TokenSigner,
     private readonly ttlSeconds: number,
   ) {}
@@ -31,17 +31,24 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
     v.check(req.username.length > 0 && req.username.length <= 64, "username", "required");
     v.check(req.password.length > 0 && req.password.length <= 256, "password", "required, at most 256 characters");
     v.throwIfAny();
-    const op = await this.operators.authenticate(req.username, req.password);
+    const account = await this.accounts.authenticate(req.username, req.password);
     // One answer for an unknown user and a wrong password: nothing to learn about accounts.
-    if (!op) throw new ConnectError("user name or password is wrong", Code.Unauthenticated);
-    const { token, expiresAt } = await this.signer.sign(
-      { subject: `operator:${op.operator_id}`, role: op.role, subscriptionIds: [] },
-      this.ttlSeconds,
-    );
+    if (!account) throw new ConnectError("user name or password is wrong", Code.Unauthenticated);
+    // Subscribers' tokens carry their customer's lines (every unit lets them see only those).
+    const principal =
+      account.kind === "operator"
+        ? { subject: `operator:${account.id}`, role: account.role, subscriptionIds: [] }
+        : {
+            subject: `subscriber:${account.id}`,
+            role: "subscriber" as const,
+            subscriptionIds: account.subscriptionIds,
+          };
+    const { token, expiresAt } = await this.signer.sign(principal, this.ttlSeconds);
     return create(LoginResponseSchema, {
       accessToken: token,
       expiresAt: timestampFromDate(expiresAt),
-      role: ROLE_OF[op.role],
+      role: ROLE_OF[principal.role],
+      subscriptionIds: principal.subscriptionIds,
     });
   }
 }

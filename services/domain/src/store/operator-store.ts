@@ -44,6 +44,11 @@ export interface OperatorRow {
 export class OperatorStore {
   constructor(private readonly knex: Knex) {}
 
+  /** Operators and subscribers together, as Login signs them in. */
+  accounts(): AccountStore {
+    return new AccountStore(this.knex);
+  }
+
   async create(username: string, password: string, role: "admin" | "operator" | "viewer"): Promise<OperatorRow> {
     const [row] = await this.knex("operators")
       .insert({ username, password_hash: await hashPassword(password), role })
@@ -64,5 +69,69 @@ export class OperatorStore {
     return ok && row?.active
       ? { operator_id: row.operator_id, username: row.username, role: row.role, active: true }
       : undefined;
+  }
+}
+
+/** Who signed in: an operator with their role, or a subscriber with their customer's lines. */
+export type Account =
+  | { kind: "operator"; id: string; role: "admin" | "operator" | "viewer" }
+  | { kind: "subscriber"; id: string; subscriptionIds: string[] };
+
+/** Subscribers' portal accounts (domain.subscriber_accounts), one password check per sign-in like operators'. */
+export class AccountStore {
+  constructor(private readonly knex: Knex) {}
+
+  /** A subscriber account for a customer; refused for a user name an operator has. */
+  async createSubscriber(username: string, password: string, customerId: string): Promise<string> {
+    const taken = await this.knex("operators").where({ username }).first("operator_id");
+    if (taken) throw new Error(`user name ${username} is an operator's`);
+    const [row] = await this.knex("subscriber_accounts")
+      .insert({ username, password_hash: await hashPassword(password), customer_id: customerId })
+      .onConflict("username")
+      .merge(["password_hash", "customer_id", "active"])
+      .returning<{ account_id: string }[]>(["account_id"]);
+    if (!row) throw new Error("subscriber account insert returned nothing");
+    return row.account_id;
+  }
+
+  /**
+   * The account when the password matches an active one, operator or subscriber; undefined
+   * otherwise. One lookup and one password check whatever the name, so that timing tells
+   * nothing about which names exist.
+   */
+  async authenticate(username: string, password: string): Promise<Account | undefined> {
+    const row = await this.knex
+      .select("kind", "id", "role", "customer_id", "active", "password_hash")
+      .from(
+        this.knex.raw(
+          `(select 'operator' as kind, operator_id as id, role, null::uuid as customer_id, active, password_hash
+              from operators where username = ?
+            union all
+            select 'subscriber', account_id, 'subscriber', customer_id, active, password_hash
+              from subscriber_accounts where username = ?) as accounts`,
+          [username, username],
+        ),
+      )
+      .first<
+        | {
+            kind: "operator" | "subscriber";
+            id: string;
+            role: string;
+            customer_id: string | null;
+            active: boolean;
+            password_hash: string;
+          }
+        | undefined
+      >();
+    const ok = await verifyPassword(password, row?.password_hash ?? DUMMY);
+    if (!ok || !row?.active) return undefined;
+    if (row.kind === "operator")
+      return { kind: "operator", id: row.id, role: row.role as "admin" | "operator" | "viewer" };
+    const lines = await this.knex("subscriptions")
+      .where({ customer_id: row.customer_id })
+      .whereNot({ status: "terminated" })
+      .orderBy("activated_at")
+      .pluck<string[]>("subscription_id");
+    return { kind: "subscriber", id: row.id, subscriptionIds: lines };
   }
 }

@@ -123,7 +123,7 @@ export function LinePage({ session, subscriptionId }: { session: Session; subscr
   }, [session, subscriptionId]);
   return (
     <Stack>
-      <Anchor href="#/customers">← {t("back")}</Anchor>
+      <Anchor href={session.role === "subscriber" ? "#/me" : "#/customers"}>← {t("back")}</Anchor>
       <Group justify="space-between">
         <Title order={2}>
           {t("usage")} · {usage?.month ?? thisMonth()}
