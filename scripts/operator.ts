@@ -75,9 +75,12 @@ try {
       given ? `subscriber ${username} saved\n` : `subscriber ${username} saved; password: ${password}\n`,
     );
   } else {
+    // Operators and subscribers share one name space: disable whichever has the name.
     const n = await knex("operators").where({ username }).update({ active: false });
-    if (n === 0) fail(`no operator ${username}`);
-    process.stdout.write(`operator ${username} disabled\n`);
+    if (n > 0) process.stdout.write(`operator ${username} disabled\n`);
+    else if (await new OperatorStore(knex).accounts().disableSubscriber(username))
+      process.stdout.write(`subscriber ${username} disabled\n`);
+    else fail(`no operator or subscriber ${username}`);
   }
 } finally {
   await knex.destroy();

@@ -130,8 +130,14 @@ describe("tracing", () => {
     const spans = await eventually(
       async () => {
         const t = receiver.trace(traceId);
-        return t.some((s) => s.name === "SMPP submit_sm") &&
-          t.some((s) => s.service === "domain" && s.kind === SpanKinds.server)
+        // Parents end after their children and may reach the receiver in a later export batch:
+        // wait for the outermost spans too (the dispatch, the consumers' process spans).
+        const has = (f: (s: ReceivedSpan) => boolean) => t.some(f);
+        return has((s) => s.name === "SMPP submit_sm") &&
+          has((s) => s.service === "domain" && s.kind === SpanKinds.server) &&
+          has((s) => s.name === "message dispatch") &&
+          has((s) => s.service === "message" && s.kind === SpanKinds.consumer) &&
+          has((s) => s.service === "usage" && s.kind === SpanKinds.consumer)
           ? t
           : undefined;
       },

@@ -51,7 +51,7 @@ const users = {
 users.viewer = users.operator.replace(/^op/, "vw");
 users.subscriber = users.operator.replace(/^op/, "sb");
 /** Another customer's line: the subscriber must not see it. */
-let other: { subscriptionId: string };
+let other: { subscriptionId: string; customerId: string };
 
 before(async () => {
   const redis = new Redis(REDIS_URL);
@@ -92,7 +92,11 @@ before(async () => {
       .where({ subscription_id: line.subscriptionId })
       .first<{ customer_id: string }>("customer_id");
     await ops.accounts().createSubscriber(users.subscriber, PASSWORD, customer_id);
-    other = await platform.line();
+    const theirs = await platform.line();
+    const owner = await knex("domain.subscriptions")
+      .where({ subscription_id: theirs.subscriptionId })
+      .first<{ customer_id: string }>("customer_id");
+    other = { subscriptionId: theirs.subscriptionId, customerId: owner.customer_id };
   } finally {
     await knex.destroy();
   }
@@ -407,12 +411,46 @@ describe("the portal in Chromium", () => {
     await page.getByTestId("invoices").waitFor();
     assert.equal(await overflows(page), false, "fits at 390 px");
     await page.screenshot({ path: join(SHOTS, "portal-subscriber-line-390.png"), fullPage: true });
-    // Another customer's line, by its address: refused by the units, said on the page.
+    // Another customer's line, by its address: refused by the units, said on the page (the
+    // usage, the message log and the invoices each say so), and none of it shown.
     await page.goto(`${base}/#/lines/${encodeURIComponent(other.subscriptionId)}`);
-    await page.getByRole("alert").filter({ hasText: "PermissionDenied" }).first().waitFor();
+    await eventually(
+      async () =>
+        (await page.getByRole("alert").filter({ hasText: "PermissionDenied" }).count()) >= 3 ? true : undefined,
+      15_000,
+      "three refusals on the page",
+    );
     assert.equal(await page.getByTestId("usage-gauge").count(), 0, "no usage of someone else's line");
+    assert.equal(await page.getByTestId("message-log").count(), 0, "no messages of someone else's line");
     assert.equal(await page.getByTestId("invoices").count(), 0, "no bills of someone else's line");
     assert.ok(errors.length > 0 && errors.every((e) => e.endsWith("status of 403 (Forbidden)")), errors.join("\n"));
+    // And every line- or customer-scoped RPC the gateway passes, called with the subscriber's own
+    // token and the other customer's ids: refused.
+    const session = JSON.parse((await page.evaluate<string | null>("sessionStorage.getItem('session')")) ?? "{}") as {
+      token: string;
+      role: string;
+    };
+    assert.equal(session.role, "subscriber");
+    const sid = other.subscriptionId;
+    const calls: [string, unknown][] = [
+      ["telco.usage.v1.UsageService/GetLineUsage", { subscriptionId: sid, month: thisMonth() }],
+      ["telco.domain.v1.SubscriptionService/GetLine", { subscriptionId: sid }],
+      ["telco.domain.v1.SubscriptionService/GetLineHistory", { subscriptionId: sid }],
+      ["telco.domain.v1.InvoiceService/ListInvoices", { subscriptionId: sid }],
+      ["telco.domain.v1.MicroPaymentService/ListPayments", { subscriptionId: sid, month: thisMonth() }],
+      ["telco.message.v1.MessageService/ListMessages", { subscriptionId: sid }],
+      ["telco.domain.v1.CustomerService/GetCustomer", { customerId: other.customerId }],
+      ["telco.domain.v1.CustomerService/ListCustomerLines", { customerId: other.customerId }],
+    ];
+    for (const [rpc, body] of calls) {
+      const r = await fetch(`${base}/${rpc}`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${session.token}` },
+        body: JSON.stringify(body),
+      });
+      const answer = (await r.json()) as { code?: string };
+      assert.deepEqual([r.status, answer.code], [403, "permission_denied"], `${rpc} for another customer`);
+    }
     await page.context().close();
   });
 
@@ -438,7 +476,10 @@ describe("the portal in Chromium", () => {
   });
 
   it("the gateway routes only the RPCs people use, and serves the app on any other path", async () => {
-    // An RPC only services call (the usage unit's quota stream from the domain unit): not routed.
+    // An RPC only services call (the message unit reads recipients with it): not routed.
+    // A malformed path is a 400, not a crash; an RPC path by GET is no route.
+    assert.equal((await fetch(`${base}/%E0`)).status, 400);
+    assert.equal((await fetch(`${base}/telco.domain.v1.AuthService/Login`)).status, 404);
     const r = await fetch(`${base}/telco.domain.v1.SubscriptionService/GetLineContact`, {
       method: "POST",
       headers: { "content-type": "application/json" },

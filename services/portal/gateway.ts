@@ -12,6 +12,7 @@
 import { createReadStream, existsSync, statSync } from "node:fs";
 import http from "node:http";
 import { extname, join, normalize, sep } from "node:path";
+import { pipeline } from "node:stream";
 import { fileURLToPath } from "node:url";
 import type { DescService } from "@bufbuild/protobuf";
 import type { Policy } from "../kit/src/auth.js";
@@ -51,7 +52,16 @@ const TYPES: Record<string, string> = {
 };
 
 /** Headers passed on to a unit and back (hop-by-hop ones are not). */
-const HOP = new Set(["connection", "keep-alive", "transfer-encoding", "upgrade", "host", "proxy-connection"]);
+const HOP = new Set([
+  "connection",
+  "keep-alive",
+  "transfer-encoding",
+  "upgrade",
+  "host",
+  "proxy-connection",
+  "te",
+  "trailer",
+]);
 
 export interface GatewayOptions {
   upstreams: Record<PortalUnit, string>;
@@ -79,9 +89,14 @@ export async function createGateway(o: GatewayOptions): Promise<http.Server> {
         for (const [k, v] of Object.entries(ur.headers)) if (!HOP.has(k) && v !== undefined) back[k] = v;
         res.writeHead(ur.statusCode ?? 502, back);
         res.flushHeaders();
-        ur.pipe(res);
+        // A unit that drops a stream midway ends the browser's response too (it then reconnects).
+        pipeline(ur, res, (err) => {
+          if (err) res.destroy();
+        });
       });
       up.on("error", (e) => {
+        // The browser went first (a closed page): nothing to report.
+        if (res.destroyed || req.destroyed) return;
         log(`gateway: ${unit} unreachable: ${e.message}`);
         if (!res.headersSent) {
           // A Connect error body, so that the portal shows it as any other error.
@@ -99,7 +114,14 @@ export async function createGateway(o: GatewayOptions): Promise<http.Server> {
       return;
     }
     // Static files; every other path is the single-page application.
-    const file = normalize(join(dist, decodeURIComponent(path)));
+    let decoded: string;
+    try {
+      decoded = decodeURIComponent(path);
+    } catch {
+      res.writeHead(400, { "content-type": "text/plain" }).end("malformed path\n");
+      return;
+    }
+    const file = normalize(join(dist, decoded));
     const inside = file.startsWith(dist + sep);
     const chosen = inside && existsSync(file) && statSync(file).isFile() ? file : join(dist, "index.html");
     if (!existsSync(chosen)) {

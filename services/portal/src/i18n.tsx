@@ -1,4 +1,4 @@
-import { createContext, type ReactNode, useContext, useState } from "react";
+import { createContext, type ReactNode, useContext, useEffect, useState } from "react";
 
 /** Korean first; English switchable (kept for the session). */
 export type Lang = "ko" | "en";
@@ -203,9 +203,12 @@ const Ctx = createContext<{ lang: Lang; setLang: (l: Lang) => void; t: T }>({
 
 export function I18nProvider({ children }: { children: ReactNode }) {
   const [lang, setLangState] = useState<Lang>(() => (sessionStorage.getItem("lang") === "en" ? "en" : "ko"));
+  // The page's language follows the choice, on a reload too.
+  useEffect(() => {
+    document.documentElement.lang = lang;
+  }, [lang]);
   const setLang = (l: Lang) => {
     sessionStorage.setItem("lang", l);
-    document.documentElement.lang = l;
     setLangState(l);
   };
   const t: T = (key, vars) => DICTS[lang][key].replace(/\{(\w+)\}/g, (_, v: string) => String(vars?.[v] ?? `{${v}}`));

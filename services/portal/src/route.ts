@@ -10,12 +10,17 @@ export type Route =
   | { page: "template"; templateId: string };
 
 export function parse(hash: string): Route {
-  const [, page, id] = hash.replace(/^#/, "").split("/");
-  if (page === "customers" && id) return { page: "customer", customerId: decodeURIComponent(id) };
-  if (page === "lines" && id) return { page: "line", subscriptionId: decodeURIComponent(id) };
+  const [, page, raw] = hash.replace(/^#/, "").split("/");
+  let id: string | undefined;
+  try {
+    id = raw === undefined ? undefined : decodeURIComponent(raw);
+  } catch {
+    return { page: "customers" }; // a malformed address: the start page, not a blank one
+  }
+  if (page === "customers" && id) return { page: "customer", customerId: id };
+  if (page === "lines" && id) return { page: "line", subscriptionId: id };
   if (page === "billing") return { page: "billing" };
-  if (page === "templates")
-    return id ? { page: "template", templateId: decodeURIComponent(id) } : { page: "templates" };
+  if (page === "templates") return id ? { page: "template", templateId: id } : { page: "templates" };
   return { page: "customers" };
 }
 

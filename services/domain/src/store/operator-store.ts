@@ -50,13 +50,19 @@ export class OperatorStore {
   }
 
   async create(username: string, password: string, role: "admin" | "operator" | "viewer"): Promise<OperatorRow> {
-    const [row] = await this.knex("operators")
-      .insert({ username, password_hash: await hashPassword(password), role })
-      .onConflict("username")
-      .merge(["password_hash", "role", "active"])
-      .returning<OperatorRow[]>(["operator_id", "username", "role", "active"]);
-    if (!row) throw new Error("operator insert returned nothing");
-    return row;
+    const hash = await hashPassword(password);
+    return this.knex.transaction(async (trx) => {
+      await lockName(trx, username);
+      if (await trx("subscriber_accounts").where({ username }).first("account_id"))
+        throw new Error(`user name ${username} is a subscriber's`);
+      const [row] = await trx("operators")
+        .insert({ username, password_hash: hash, role })
+        .onConflict("username")
+        .merge(["password_hash", "role", "active"])
+        .returning<OperatorRow[]>(["operator_id", "username", "role", "active"]);
+      if (!row) throw new Error("operator insert returned nothing");
+      return row;
+    });
   }
 
   /** The operator when the password matches an active account; undefined otherwise (same timing). */
@@ -72,6 +78,11 @@ export class OperatorStore {
   }
 }
 
+/** Serialises account changes of one user name across operators and subscribers (until commit). */
+async function lockName(trx: Knex.Transaction, username: string): Promise<void> {
+  await trx.raw("select pg_advisory_xact_lock(hashtext('account:' || ?))", [username]);
+}
+
 /** Who signed in: an operator with their role, or a subscriber with their customer's lines. */
 export type Account =
   | { kind: "operator"; id: string; role: "admin" | "operator" | "viewer" }
@@ -83,15 +94,30 @@ export class AccountStore {
 
   /** A subscriber account for a customer; refused for a user name an operator has. */
   async createSubscriber(username: string, password: string, customerId: string): Promise<string> {
-    const taken = await this.knex("operators").where({ username }).first("operator_id");
-    if (taken) throw new Error(`user name ${username} is an operator's`);
-    const [row] = await this.knex("subscriber_accounts")
-      .insert({ username, password_hash: await hashPassword(password), customer_id: customerId })
-      .onConflict("username")
-      .merge(["password_hash", "customer_id", "active"])
-      .returning<{ account_id: string }[]>(["account_id"]);
-    if (!row) throw new Error("subscriber account insert returned nothing");
-    return row.account_id;
+    const hash = await hashPassword(password);
+    return this.knex.transaction(async (trx) => {
+      await lockName(trx, username);
+      if (await trx("operators").where({ username }).first("operator_id"))
+        throw new Error(`user name ${username} is an operator's`);
+      const existing = await trx("subscriber_accounts")
+        .where({ username })
+        .first<{ customer_id: string } | undefined>("customer_id");
+      if (existing && existing.customer_id !== customerId)
+        throw new Error(`user name ${username} belongs to another customer's account`);
+      // Again for the same customer: a new password, and the account active again.
+      const [row] = await trx("subscriber_accounts")
+        .insert({ username, password_hash: hash, customer_id: customerId })
+        .onConflict("username")
+        .merge(["password_hash", "active"])
+        .returning<{ account_id: string }[]>(["account_id"]);
+      if (!row) throw new Error("subscriber account insert returned nothing");
+      return row.account_id;
+    });
+  }
+
+  /** Signs a subscriber account out of every future sign-in; false when there is none. */
+  async disableSubscriber(username: string): Promise<boolean> {
+    return (await this.knex("subscriber_accounts").where({ username }).update({ active: false })) > 0;
   }
 
   /**
@@ -112,6 +138,8 @@ export class AccountStore {
           [username, username],
         ),
       )
+      // Names are unique across both (lockName); were one in both, the operator's would win.
+      .orderBy("kind")
       .first<
         | {
             kind: "operator" | "subscriber";

@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { Alert, Anchor, Badge, Box, Card, Group, Stack, Text, Title } from "@mantine/core";
 import { useEffect, useState } from "react";
 import { type GetLineUsageResponse, UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
@@ -88,7 +89,7 @@ export function LinePage({ session, subscriptionId }: { session: Session; subscr
     const stop = new AbortController();
     client
       .getLineUsage({ subscriptionId, month: thisMonth() })
-      .then(setUsage)
+      .then((u) => setUsage((now) => now ?? u))
       .catch((err) => {
         if (!stop.signal.aborted) setProblem(problemOf(err));
       });
@@ -105,11 +106,7 @@ export function LinePage({ session, subscriptionId }: { session: Session; subscr
           if (stop.signal.aborted) return;
           const p = problemOf(err);
           // Refusals do not get better by retrying; a dropped stream does.
-          if (
-            ["PermissionDenied", "Unauthenticated", "NotFound", "InvalidArgument"].some((c) =>
-              p.message.endsWith(`(${c})`),
-            )
-          ) {
+          if ([Code.PermissionDenied, Code.Unauthenticated, Code.NotFound, Code.InvalidArgument].includes(p.code)) {
             setProblem(p);
             return;
           }

@@ -37,6 +37,9 @@ export function TemplatePage({ session, templateId }: { session: Session; templa
   const client = useMemo(() => clientFor(TemplateService, session), [session]);
   const [versions, setVersions] = useState<Template[]>([]);
   const [body, setBody] = useState("");
+  // The version the text in the editor is based on: a save starts from it, so that a version
+  // someone else saved meanwhile is refused (ABORTED) instead of overwritten.
+  const [base, setBase] = useState<Template>();
   const [problem, setProblem] = useState<Problem>();
   const [notice, setNotice] = useState("");
   const [diff, setDiff] = useState<{ to: number; d: DiffTemplateVersionsResponse }>();
@@ -53,7 +56,10 @@ export function TemplatePage({ session, templateId }: { session: Session; templa
   // biome-ignore lint/correctness/useExhaustiveDependencies: load once per template
   useEffect(() => {
     load()
-      .then((v) => setBody(v[0]?.body ?? ""))
+      .then((v) => {
+        setBody(v[0]?.body ?? "");
+        setBase(v[0]);
+      })
       .catch((err) => setProblem(problemOf(err)));
   }, [templateId]);
 
@@ -70,15 +76,16 @@ export function TemplatePage({ session, templateId }: { session: Session; templa
   };
   const save = (e: FormEvent) => {
     e.preventDefault();
-    if (!latest) return;
+    if (!base) return;
     void act(async () => {
       const r = await client.updateTemplate({
         templateId,
-        baseVersion: latest.version,
-        subject: latest.subject,
+        baseVersion: base.version,
+        subject: base.subject,
         body,
-        variables: latest.variables,
+        variables: base.variables,
       });
+      setBase(r.template);
       return t("saved", { v: r.template?.version ?? "?" });
     });
   };
