@@ -1,11 +1,10 @@
 import { Alert, Anchor, Badge, Button, Card, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
 import { type FormEvent, useEffect, useState } from "react";
 import { type Customer, CustomerService } from "../../../../gen/telco/domain/v1/customer_pb.js";
-import { type Line, LineStatus } from "../../../../gen/telco/domain/v1/subscription_pb.js";
-import { bytes, clientFor, mayReveal, type Problem, problemOf, type Session } from "../api.js";
-import { DataTable } from "../components.js";
+import type { Line } from "../../../../gen/telco/domain/v1/subscription_pb.js";
+import { clientFor, mayReveal, type Problem, problemOf, type Session } from "../api.js";
 import { useI18n } from "../i18n.js";
-import { href } from "../route.js";
+import { LinesTable } from "./LinesTable.js";
 
 /** A customer, masked; staff with the permission reveal the personal fields with a reason (audited). */
 export function CustomerPage({ session, customerId }: { session: Session; customerId: string }) {
@@ -100,18 +99,7 @@ export function CustomerPage({ session, customerId }: { session: Session; custom
           </Text>
         ))}
       <Title order={3}>{t("lines")}</Title>
-      <DataTable testId="customer-lines" head={[t("line"), t("plan"), t("status"), t("quota")]}>
-        {lines.map((l) => (
-          <Table.Tr key={l.subscriptionId}>
-            <Table.Td>
-              <Anchor href={href({ page: "line", subscriptionId: l.subscriptionId })}>{l.phoneNumber}</Anchor>
-            </Table.Td>
-            <Table.Td>{l.planId}</Table.Td>
-            <Table.Td>{LineStatus[l.status]}</Table.Td>
-            <Table.Td>{l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}</Table.Td>
-          </Table.Tr>
-        ))}
-      </DataTable>
+      <LinesTable lines={lines} testId="customer-lines" />
     </Stack>
   );
 }

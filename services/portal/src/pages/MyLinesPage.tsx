@@ -1,10 +1,10 @@
-import { Anchor, Stack, Table, Title } from "@mantine/core";
+import { Stack, Title } from "@mantine/core";
 import { useEffect, useState } from "react";
-import { type Line, LineStatus, SubscriptionService } from "../../../../gen/telco/domain/v1/subscription_pb.js";
-import { bytes, clientFor, type Problem, problemOf, type Session } from "../api.js";
-import { DataTable, ProblemAlert } from "../components.js";
+import { type Line, SubscriptionService } from "../../../../gen/telco/domain/v1/subscription_pb.js";
+import { clientFor, type Problem, problemOf, type Session } from "../api.js";
+import { ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
-import { href } from "../route.js";
+import { LinesTable } from "./LinesTable.js";
 
 /** A subscriber's own lines (those their token carries); each opens its usage, messages and bills. */
 export function MyLinesPage({ session }: { session: Session }) {
@@ -21,18 +21,7 @@ export function MyLinesPage({ session }: { session: Session }) {
     <Stack>
       <Title order={2}>{t("myLines")}</Title>
       <ProblemAlert problem={problem} />
-      <DataTable testId="my-lines" head={[t("line"), t("plan"), t("status"), t("quota")]}>
-        {lines.map((l) => (
-          <Table.Tr key={l.subscriptionId}>
-            <Table.Td>
-              <Anchor href={href({ page: "line", subscriptionId: l.subscriptionId })}>{l.phoneNumber}</Anchor>
-            </Table.Td>
-            <Table.Td>{l.planId}</Table.Td>
-            <Table.Td>{LineStatus[l.status]}</Table.Td>
-            <Table.Td>{l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}</Table.Td>
-          </Table.Tr>
-        ))}
-      </DataTable>
+      <LinesTable lines={lines} testId="my-lines" />
     </Stack>
   );
 }
