@@ -5,6 +5,7 @@
  * Screenshots of each page go to .data/screenshots/ (the data in them is the test's own, made up).
  */
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { mkdirSync } from "node:fs";
 import type { Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -15,6 +16,7 @@ import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Redis } from "ioredis";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { build } from "vite";
+import { SubscriptionService } from "../gen/telco/domain/v1/subscription_pb.js";
 import { UsageEventSchema } from "../gen/telco/usage/v1/events_pb.js";
 import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
 import { OperatorStore } from "../services/domain/src/store/operator-store.js";
@@ -28,6 +30,9 @@ import { Platform } from "./support/platform.js";
 import { ROOT } from "./support/processes.js";
 
 const REDIS_URL = "redis://127.0.0.1:6379/9";
+const INFLUX_URL = "http://127.0.0.1:8086";
+/** The usage history's own database, dropped afterwards. */
+const INFLUX_DB = `portal_${process.pid}_${Date.now()}`;
 const SHOTS = join(ROOT, ".data", "screenshots");
 const PASSWORD = "correct horse battery";
 const thisMonth = () =>
@@ -52,12 +57,23 @@ users.viewer = users.operator.replace(/^op/, "vw");
 users.subscriber = users.operator.replace(/^op/, "sb");
 /** Another customer's line: the subscriber must not see it. */
 let other: { subscriptionId: string; customerId: string };
+/** A customer who gave up their line today: its number is held for them and comes back. */
+let leaver: { phone: string; msisdn: string };
 
 before(async () => {
   const redis = new Redis(REDIS_URL);
   await redis.flushdb();
   redis.disconnect();
-  platform = new Platform({ redisUrl: REDIS_URL });
+  platform = new Platform({
+    redisUrl: REDIS_URL,
+    // The usage unit also writes the usage history (InfluxDB), flushed often for the chart.
+    env: {
+      USAGE_COMPONENTS: "aggregator,relay,quotas,timeseries",
+      USAGE_TIMESERIES_FLUSH_MS: "500",
+      INFLUX_URL,
+      INFLUX_DB,
+    },
+  });
   await platform.start();
   await platform.alertTemplates();
   line = await platform.line();
@@ -97,6 +113,12 @@ before(async () => {
       .where({ subscription_id: theirs.subscriptionId })
       .first<{ customer_id: string }>("customer_id");
     other = { subscriptionId: theirs.subscriptionId, customerId: owner.customer_id };
+    const gone = await platform.line();
+    await grpcClient(SubscriptionService, platform.urlOf("domain"), await tokenFor("operator")).terminateLine({
+      requestId: randomUUID(),
+      subscriptionId: gone.subscriptionId,
+    });
+    leaver = { phone: gone.personal[2] as string, msisdn: gone.msisdn };
   } finally {
     await knex.destroy();
   }
@@ -119,6 +141,9 @@ after(async () => {
   await browser?.close();
   await new Promise((r) => (gateway ? gateway.close(r) : r(undefined)));
   await platform?.stop();
+  await fetch(`${INFLUX_URL}/query?q=${encodeURIComponent(`DROP DATABASE "${INFLUX_DB}"`)}`, { method: "POST" }).catch(
+    () => undefined,
+  );
 });
 
 /** A page at a width, collecting console errors and uncaught exceptions. */
@@ -145,8 +170,8 @@ async function signIn(page: Page, username: string): Promise<void> {
 const phoneOf = () => line.personal[2] as string;
 const nameOf = () => line.personal[0] as string;
 
-async function openCustomer(page: Page): Promise<void> {
-  await page.getByLabel("검색어").fill(phoneOf());
+async function openCustomer(page: Page, phone = phoneOf()): Promise<void> {
+  await page.getByLabel("검색어").fill(phone);
   await page.getByRole("button", { name: "검색" }).click();
   const results = page.getByTestId("search-results");
   await results.waitFor();
@@ -164,7 +189,31 @@ const unlabelled = (page: Page) =>
     .map((e) => e.outerHTML.slice(0, 120))`);
 
 /** Wider than the viewport: something does not fit at this width. */
-const overflows = (page: Page) => page.evaluate<boolean>("document.documentElement.scrollWidth > window.innerWidth");
+const overflows = async (page: Page) => {
+  const wide = await page.evaluate<string[]>(`[...document.querySelectorAll("body *")]
+    .filter((e) => e.getBoundingClientRect().right > window.innerWidth + 1 && !e.closest("[data-scroll]"))
+    .filter((e) => getComputedStyle(e).position !== "fixed")
+    .map((e) => e.tagName + "." + (e.getAttribute("class") ?? "").split(" ")[0] + " " + (e.getAttribute("data-testid") ?? ""))
+    .slice(0, 5)`);
+  const over = await page.evaluate<boolean>("document.documentElement.scrollWidth > window.innerWidth");
+  if (over) console.error(`wider than the viewport: ${wide.join(", ")}`);
+  return over;
+};
+
+/** A full-page screenshot, from the top (the header is fixed: scrolled, it would cover the page). */
+async function shot(page: Page, name: string): Promise<void> {
+  await page.evaluate("window.scrollTo(0, 0)");
+  await page.screenshot({ path: join(SHOTS, name), fullPage: true });
+}
+
+/** Picks `option` (matched by its text) in the Mantine select labelled `label`. */
+async function choose(page: Page, label: string, option: RegExp): Promise<void> {
+  await page.getByRole("combobox", { name: label, exact: true }).click();
+  await page.getByRole("option", { name: option }).click();
+}
+
+/** The masked national form of an MSISDN (821012345678 → 010-****-5678), as the units show it. */
+const maskedOf = (msisdn: string) => `0${msisdn.slice(2, 4)}-****-${msisdn.slice(-4)}`;
 
 /** Waits until the gauge shows at least `percent`. */
 const gaugeAtLeast = (page: Page, percent: number) =>
@@ -175,7 +224,7 @@ const gaugeAtLeast = (page: Page, percent: number) =>
 describe("the portal in Chromium", () => {
   it("an operator signs in, finds the customer by phone, sees them masked, and reveals them with a reason (audited)", async () => {
     const { page, errors } = await open(1280);
-    await page.screenshot({ path: join(SHOTS, "portal-sign-in.png"), fullPage: true });
+    await shot(page, "portal-sign-in.png");
     // A wrong password: the domain unit's message, on the page.
     await page.getByLabel("사용자 이름").fill(users.operator);
     await page.getByLabel("비밀번호").fill("wrong password");
@@ -183,7 +232,7 @@ describe("the portal in Chromium", () => {
     await page.getByRole("alert").filter({ hasText: "user name or password is wrong" }).waitFor();
     await signIn(page, users.operator);
     await openCustomer(page);
-    await page.screenshot({ path: join(SHOTS, "portal-customer-masked.png"), fullPage: true });
+    await shot(page, "portal-customer-masked.png");
     const fields = page.getByTestId("customer-fields");
     assert.equal(await page.getByTestId("pii-state").textContent(), "마스킹됨");
     const masked = (await fields.locator("tr").first().locator("td").textContent()) ?? "";
@@ -196,7 +245,7 @@ describe("the portal in Chromium", () => {
     await page.getByTestId("pii-state").filter({ hasText: "원문 표시 중" }).waitFor();
     const clear = (await fields.locator("tr").first().locator("td").textContent()) ?? "";
     assert.ok(clear === nameOf(), "the revealed name is the customer's");
-    await page.screenshot({ path: join(SHOTS, "portal-customer-revealed.png"), fullPage: true });
+    await shot(page, "portal-customer-revealed.png");
     // The customer's lines, with the plan.
     const lines = page.getByTestId("customer-lines");
     assert.equal(await lines.locator("tbody tr").count(), 1);
@@ -215,6 +264,92 @@ describe("the portal in Chromium", () => {
     await page.context().close();
   });
 
+  it("an operator activates a line (the customer's old number comes back, then a new one), changes its plan, adds a VAS and a discount, sees the history, records a micro-payment", async () => {
+    const { page, errors } = await open(1280);
+    await signIn(page, users.operator);
+    await openCustomer(page, leaver.phone);
+    const lines = page.getByTestId("customer-lines");
+    assert.equal(await lines.locator("tbody tr").count(), 1, "the terminated line");
+    assert.match((await lines.locator("tbody tr").first().textContent()) ?? "", /TERMINATED/);
+    // The wizard: plan, then the number (this customer's old number is held for them), then the result.
+    await page.getByRole("button", { name: "회선 개통" }).click();
+    const wizard = page.getByTestId("activate-wizard");
+    await choose(page, "요금제", /5G-BASIC-24G/);
+    await wizard.getByRole("button", { name: "다음" }).click();
+    assert.match((await page.getByTestId("number-outlook").textContent()) ?? "", /해지한 회선이 있습니다/);
+    assert.match((await wizard.textContent()) ?? "", new RegExp(`${maskedOf(leaver.msisdn).replace(/\*/g, "\\*")}`));
+    await shot(page, "portal-activate-number.png");
+    await wizard.getByRole("button", { name: "개통", exact: true }).click();
+    const source = page.getByTestId("number-source");
+    await source.waitFor();
+    assert.equal(await source.getAttribute("data-source"), "RETURNED");
+    assert.equal(await source.textContent(), `이전 번호가 돌아왔습니다: ${maskedOf(leaver.msisdn)}`);
+    await shot(page, "portal-activate-returned.png");
+    await lines.locator("tbody tr").nth(1).waitFor();
+    // A second line: nothing is held any more, so a new number.
+    await wizard.getByRole("button", { name: "다른 회선 개통" }).click();
+    await choose(page, "요금제", /5G-SLIM-8G/);
+    await wizard.getByRole("button", { name: "다음" }).click();
+    await wizard.getByRole("button", { name: "개통", exact: true }).click();
+    await source.waitFor();
+    assert.equal(await source.getAttribute("data-source"), "ALLOCATED");
+    const fresh = ((await source.textContent()) ?? "").replace(/^새 번호가 할당되었습니다: /, "");
+    assert.match(fresh, /^010-\*{4}-\d{4}$/);
+    assert.notEqual(fresh, maskedOf(leaver.msisdn));
+    await lines.locator("tbody tr").nth(2).waitFor();
+    assert.equal(await lines.locator("tbody tr").count(), 3);
+    // The new line: change its plan now, add a VAS and a discount; the timeline shows them all.
+    await wizard.getByRole("link", { name: "개통된 회선 열기" }).click();
+    const summary = page.getByTestId("line-summary");
+    await summary.waitFor();
+    assert.equal(await page.getByTestId("plan-in-force").textContent(), "5G-SLIM-8G");
+    const history = page.getByTestId("line-history");
+    await history.getByText(/요금제: .*5G-SLIM-8G/).waitFor();
+    await choose(page, "새 요금제", /5G-STD-110G/);
+    await page.getByRole("button", { name: "요금제 변경" }).click();
+    await page.getByRole("status").filter({ hasText: "5G-STD-110G 요금제가" }).waitFor();
+    await page.getByTestId("plan-in-force").filter({ hasText: "5G-STD-110G" }).waitFor();
+    await choose(page, "부가서비스 가입", /CLOUD-50G/);
+    await page.getByTestId("line-plan").getByRole("button", { name: "추가" }).first().click();
+    await history.locator("[data-kind=vas]").waitFor();
+    await choose(page, "할인 적용", /FAMILY-5500/);
+    await page.getByTestId("line-plan").getByRole("button", { name: "추가" }).nth(1).click();
+    await history.locator("[data-kind=discount]").waitFor();
+    const items = await Promise.all(
+      (await history.locator("[data-kind]").all()).map(
+        async (e) => `${await e.getAttribute("data-kind")}: ${await e.textContent()}`,
+      ),
+    );
+    assert.equal(items.length, 5, items.join("\n"));
+    assert.match(items.join("\n"), /^plan: 요금제: .*\(5G-SLIM-8G\).* ~ /m, "the first plan, closed by the change");
+    assert.match(items.join("\n"), /^status: 상태: ACTIVE/m, "the activation");
+    assert.match(items.join("\n"), /^plan: 요금제: .*\(5G-STD-110G\).*부터$/m, "the new plan, open");
+    assert.match(items.join("\n"), /^vas: 부가서비스: .*\(CLOUD-50G\)/m);
+    assert.match(items.join("\n"), /^discount: 할인: .*\(FAMILY-5500\)/m);
+    await shot(page, "portal-line-plan-history.png");
+    // A micro-payment: a negative amount is refused next to the field, then one is recorded.
+    const form = page.getByTestId("record-payment");
+    await form.getByLabel("가맹점").fill("앱마켓");
+    await form.getByLabel("금액 (원)").fill("-500");
+    await form.getByRole("button", { name: "결제 등록" }).click();
+    await form.getByText("must be positive (whole won)").waitFor();
+    await form.getByLabel("금액 (원)").fill("3300");
+    await form.getByRole("button", { name: "결제 등록" }).click();
+    const payments = page.getByTestId("payments");
+    await payments.waitFor();
+    assert.equal(await payments.locator("tbody tr").count(), 1);
+    assert.match((await payments.locator("tbody tr").first().textContent()) ?? "", /앱마켓.*₩3,300/);
+    assert.match((await page.getByTestId("payments-total").textContent()) ?? "", /₩3,300/);
+    await shot(page, "portal-line-payments.png");
+    assert.deepEqual(await unlabelled(page), [], "every form control has a label");
+    assert.deepEqual(
+      errors,
+      ["Failed to load resource: the server responded with a status of 400 (Bad Request)"],
+      "no console errors but the provoked refusal",
+    );
+    await page.context().close();
+  });
+
   it("usage events pushed into Kafka move the line's gauge live, and the 50 % alert shows as sent", async () => {
     const { page, errors } = await open(1280);
     await signIn(page, users.operator);
@@ -223,7 +358,7 @@ describe("the portal in Chromium", () => {
     await gauge.waitFor();
     await page.getByTestId("live-state").filter({ hasText: "실시간" }).waitFor();
     assert.equal(await gauge.getAttribute("aria-valuenow"), "0");
-    await page.screenshot({ path: join(SHOTS, "portal-line-usage-0.png"), fullPage: true });
+    await shot(page, "portal-line-usage-0.png");
 
     const kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "portal-test", logger: testLogger("test") });
     const producer = await createProducer(kafka);
@@ -252,7 +387,7 @@ describe("the portal in Chromium", () => {
       await producer.disconnect();
     }
     assert.equal(Number(await page.getByTestId("usage-gauge").getAttribute("aria-valuenow")), 55);
-    await page.screenshot({ path: join(SHOTS, "portal-line-usage-55.png"), fullPage: true });
+    await shot(page, "portal-line-usage-55.png");
     // And the alert left as one SMS at the SMSC.
     await eventually(
       async () => (platform.smsc.submitted.some((s) => s.destination === line.msisdn) ? true : undefined),
@@ -272,7 +407,22 @@ describe("the portal in Chromium", () => {
       });
     assert.equal(await log.locator("tbody tr").count(), 1, "one message in the log");
     assert.match((await row.textContent()) ?? "", /QUEUED.*SENT/, "its history: queued, then sent");
-    await page.screenshot({ path: join(SHOTS, "portal-line-messages.png"), fullPage: true });
+    await shot(page, "portal-line-messages.png");
+    // The usage history (InfluxDB, through the usage unit) has the 55 % too: the day's bar.
+    const expected = (quota * 30n) / 100n + (quota * 25n) / 100n;
+    await page.waitForFunction(
+      `document.querySelector("[data-testid=usage-chart]")?.getAttribute("data-total") === "${expected}"`,
+      undefined,
+      { timeout: 45_000 },
+    );
+    await shot(page, "portal-line-usage-chart.png");
+    // The month's top lines: this one leads (the others used nothing).
+    await page.getByRole("link", { name: "상위 회선" }).click();
+    const top = page.getByTestId("top-lines");
+    await top.waitFor();
+    const first = (await top.locator("tbody tr").first().textContent()) ?? "";
+    assert.ok(first.includes(line.subscriptionId) && first.includes("55.0") && first.includes("50%"), first);
+    await shot(page, "portal-top-lines.png");
     assert.deepEqual(errors, [], "no console errors");
     await page.context().close();
   });
@@ -285,7 +435,7 @@ describe("the portal in Chromium", () => {
     await page.getByTestId("reveal-not-allowed").waitFor();
     assert.equal(await page.getByRole("button", { name: "개인정보 보기" }).count(), 0);
     assert.equal(await page.getByTestId("pii-state").textContent(), "마스킹됨");
-    await page.screenshot({ path: join(SHOTS, "portal-customer-viewer.png"), fullPage: true });
+    await shot(page, "portal-customer-viewer.png");
     assert.deepEqual(errors, [], "no console errors");
     await page.context().close();
   });
@@ -324,7 +474,7 @@ describe("the portal in Chromium", () => {
       (await info.textContent()) ?? "",
       new RegExp(`UCS2 · 글자 수\\(인코딩 기준\\): ${[...rendered].length} · 세그먼트: 2 · 장문`),
     );
-    await page.screenshot({ path: join(SHOTS, "portal-template.png"), fullPage: true });
+    await shot(page, "portal-template.png");
     await versions.getByRole("button", { name: "게시 v2" }).click();
     await page.getByTestId("notice").filter({ hasText: "v2: 게시됨" }).waitFor();
     assert.match((await versions.locator("tr").first().textContent()) ?? "", /v2.*게시됨/);
@@ -364,7 +514,7 @@ describe("the portal in Chromium", () => {
     assert.equal(await page.getByTestId("watched-items").textContent(), "1 / 1 회선");
     const history = page.getByTestId("executions");
     await history.locator("tbody tr").filter({ hasText: previous }).filter({ hasText: "COMPLETED" }).waitFor();
-    await page.screenshot({ path: join(SHOTS, "portal-billing.png"), fullPage: true });
+    await shot(page, "portal-billing.png");
     await page.getByRole("button", { name: "청구 시작" }).click();
     await page.getByRole("alert").filter({ hasText: "FailedPrecondition" }).waitFor();
     // The line's invoice of that month, with its lines, on the line's page.
@@ -380,7 +530,7 @@ describe("the portal in Chromium", () => {
     const text = (await detail.textContent()) ?? "";
     assert.match(text, /5G/, "the plan's fee");
     assert.match(text, /합계.*₩/, "the total");
-    await page.screenshot({ path: join(SHOTS, "portal-line-invoice.png"), fullPage: true });
+    await shot(page, "portal-line-invoice.png");
     assert.deepEqual(await unlabelled(page), [], "every form control has a label");
     assert.deepEqual(
       errors,
@@ -409,8 +559,22 @@ describe("the portal in Chromium", () => {
     assert.equal(Number(await page.getByTestId("usage-gauge").getAttribute("aria-valuenow")), 55);
     await page.getByTestId("message-log").waitFor();
     await page.getByTestId("invoices").waitFor();
+    await page.getByTestId("usage-chart").waitFor();
+    assert.equal(await page.getByTestId("record-payment").count(), 0, "subscribers do not record payments");
+    assert.equal(await page.getByRole("textbox", { name: "부가서비스 가입" }).count(), 0, "nor add VAS");
     assert.equal(await overflows(page), false, "fits at 390 px");
-    await page.screenshot({ path: join(SHOTS, "portal-subscriber-line-390.png"), fullPage: true });
+    assert.deepEqual(await unlabelled(page), [], "every form control has a label");
+    await shot(page, "portal-subscriber-line-390.png");
+    // My plan: a change from next month (subscribers cannot change it now), then in the timeline as scheduled.
+    await page.getByText("다음 달 1일부터 적용됩니다.").waitFor();
+    await choose(page, "새 요금제", /5G-BASIC-24G/);
+    await page.getByRole("button", { name: "요금제 변경" }).click();
+    await page.getByRole("status").filter({ hasText: "5G-BASIC-24G 요금제가" }).waitFor();
+    const scheduled = page.getByTestId("line-history").locator("[data-future=true]");
+    await scheduled.waitFor();
+    assert.match((await scheduled.textContent()) ?? "", /5G-BASIC-24G.*예정/);
+    assert.equal(await page.getByTestId("plan-in-force").textContent(), "5G-SLIM-8G", "this month's plan stays");
+    await shot(page, "portal-subscriber-plan-390.png");
     // Another customer's line, by its address: refused by the units, said on the page (the
     // usage, the message log and the invoices each say so), and none of it shown.
     await page.goto(`${base}/#/lines/${encodeURIComponent(other.subscriptionId)}`);
@@ -463,11 +627,11 @@ describe("the portal in Chromium", () => {
     assert.deepEqual(await unlabelled(page), [], "search: every form control has a label");
     await openCustomer(page);
     assert.equal(await overflows(page), false, "the customer fits at 390 px");
-    await page.screenshot({ path: join(SHOTS, "portal-customer-390.png"), fullPage: true });
+    await shot(page, "portal-customer-390.png");
     await page.goto(`${base}/#/lines/${encodeURIComponent(line.subscriptionId)}`);
     await page.getByTestId("usage-gauge").waitFor();
     assert.equal(await overflows(page), false, "the usage gauge fits at 390 px");
-    await page.screenshot({ path: join(SHOTS, "portal-line-usage-390.png"), fullPage: true });
+    await shot(page, "portal-line-usage-390.png");
     await page.getByText("English").click();
     await page.getByRole("heading", { name: /Usage this month/ }).waitFor();
     assert.equal(await page.evaluate<string>("document.documentElement.lang"), "en");

@@ -71,7 +71,8 @@ export const policy: Policy = {
   GetInvoice: EVERYONE,
   ListInvoices: EVERYONE,
   ActivateLine: WRITERS,
-  ChangePlan: WRITERS,
+  // A subscriber their own line only, from next month (checked in the handler).
+  ChangePlan: [...WRITERS, "subscriber"],
   SuspendLine: WRITERS,
   ResumeLine: WRITERS,
   TerminateLine: WRITERS,

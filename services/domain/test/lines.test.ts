@@ -461,12 +461,45 @@ describe("reading lines", () => {
     assert.equal(await codeOf(me.getLineHistory({ subscriptionId: theirs })), Code.PermissionDenied);
     assert.equal(await codeOf(me.listLines({})), Code.PermissionDenied);
     assert.equal(
-      await codeOf(me.changePlan({ requestId: "r1", subscriptionId: mine, newPlanId: "5G-SLIM-8G", timing: 1 })),
+      await codeOf(me.changePlan({ requestId: "r1", subscriptionId: theirs, newPlanId: "5G-SLIM-8G", timing: 2 })),
       Code.PermissionDenied,
+      "not another customer's line",
     );
     assert.equal(
       await codeOf(me.getLine({ subscriptionId: mine, reveal: true, revealReason: "me" })),
       Code.PermissionDenied,
+    );
+  });
+
+  it("a subscriber changes their own line's plan from next month, not now", async () => {
+    const mine = (await activate(await newCustomer())).line?.subscriptionId as string;
+    const me = grpcClient(SubscriptionService, url, await tokenFor("subscriber", [mine]));
+    const now = me.changePlan({
+      requestId: randomUUID(),
+      subscriptionId: mine,
+      newPlanId: "5G-SLIM-8G",
+      timing: PlanChangeTiming.NOW,
+    });
+    const refused = await now.then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    assert.equal(refused?.code, Code.PermissionDenied);
+    assert.match(refused?.rawMessage ?? "", /from next month/);
+    const next = await me.changePlan({
+      requestId: randomUUID(),
+      subscriptionId: mine,
+      newPlanId: "5G-SLIM-8G",
+      timing: PlanChangeTiming.NEXT_MONTH,
+    });
+    assert.equal(next.period?.planId, "5G-SLIM-8G");
+    assert.ok(next.period?.validFrom, "the new period has a start");
+    assert.ok(timestampDate(next.period.validFrom) > new Date(), "from next month");
+    assert.equal(next.line?.planId, "5G-STD-110G", "the plan in force stays until then");
+    const history = await me.getLineHistory({ subscriptionId: mine });
+    assert.deepEqual(
+      history.plans.map((p) => p.planId),
+      ["5G-STD-110G", "5G-SLIM-8G"],
     );
   });
 

@@ -10,6 +10,7 @@ import { MyLinesPage } from "./pages/MyLinesPage.js";
 import { SignInPage } from "./pages/SignInPage.js";
 import { TemplatePage } from "./pages/TemplatePage.js";
 import { TemplatesPage } from "./pages/TemplatesPage.js";
+import { TopLinesPage } from "./pages/TopLinesPage.js";
 import { useRoute } from "./route.js";
 
 export function App() {
@@ -61,6 +62,7 @@ export function App() {
         {session && session.role !== "subscriber" && (
           <Group gap="md" mb="md" component="nav" aria-label={t("appTitle")}>
             <Anchor href="#/customers">{t("customers")}</Anchor>
+            <Anchor href="#/top">{t("topLines")}</Anchor>
             <Anchor href="#/templates">{t("templates")}</Anchor>
             <Anchor href="#/billing">{t("billing")}</Anchor>
           </Group>
@@ -76,6 +78,8 @@ export function App() {
             <LinePage key={route.subscriptionId} session={session} subscriptionId={route.subscriptionId} />
           ) : route.page === "billing" ? (
             <BillingPage session={session} />
+          ) : route.page === "top" ? (
+            <TopLinesPage session={session} />
           ) : route.page === "templates" ? (
             <TemplatesPage session={session} />
           ) : route.page === "template" ? (

@@ -35,6 +35,8 @@ export function saveSession(s: Session | undefined): void {
 
 /** The staff who may reveal personal data (the domain unit checks it again, and audits it). */
 export const mayReveal = (s: Session | undefined) => s?.role === "admin" || s?.role === "operator";
+/** Staff who change things (lines, payments, templates, billing runs); viewers only read. */
+export const mayWrite = mayReveal;
 
 /** Clients of the units' generated contracts, over the Connect protocol, through the gateway (same origin). */
 export function clientFor<S extends DescService>(service: S, session: Session | undefined): Client<S> {

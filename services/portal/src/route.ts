@@ -1,12 +1,13 @@
 import { useEffect, useState } from "react";
 
-/** Hash routes: #/customers, #/customers/<id>, #/lines/<subscription id>. */
+/** Hash routes: #/customers, #/customers/<id>, #/lines/<subscription id>, #/top, #/templates[/<id>], #/billing. */
 export type Route =
   | { page: "customers" }
   | { page: "customer"; customerId: string }
   | { page: "line"; subscriptionId: string }
   | { page: "templates" }
   | { page: "billing" }
+  | { page: "top" }
   | { page: "template"; templateId: string };
 
 export function parse(hash: string): Route {
@@ -20,6 +21,7 @@ export function parse(hash: string): Route {
   if (page === "customers" && id) return { page: "customer", customerId: id };
   if (page === "lines" && id) return { page: "line", subscriptionId: id };
   if (page === "billing") return { page: "billing" };
+  if (page === "top") return { page: "top" };
   if (page === "templates") return id ? { page: "template", templateId: id } : { page: "templates" };
   return { page: "customers" };
 }
@@ -34,6 +36,8 @@ export function href(r: Route): string {
       return "#/templates";
     case "billing":
       return "#/billing";
+    case "top":
+      return "#/top";
     case "template":
       return `#/templates/${encodeURIComponent(r.templateId)}`;
     default:

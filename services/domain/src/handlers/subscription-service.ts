@@ -268,6 +268,16 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
       "required: NOW or NEXT_MONTH",
     );
     v.throwIfAny();
+    // Subscribers change their own line's plan, from next month; a change in the middle of the
+    // month (prorated) is customer care's (operators).
+    const p = principalOf(ctx);
+    assertLineAccess(p, req.subscriptionId);
+    if (p.role === "subscriber" && req.timing !== PlanChangeTiming.NEXT_MONTH) {
+      throw new ConnectError(
+        "subscribers change their plan from next month (timing NEXT_MONTH); a change now goes through customer care",
+        Code.PermissionDenied,
+      );
+    }
     const headers = traceHeaders(ctx);
     return this.mutate("ChangePlan", req, ctx, ChangePlanResponseSchema, async (trx) => {
       const p = await this.store.changePlan(

@@ -1,13 +1,12 @@
 import { Anchor, Badge, Button, Card, Group, Progress, Stack, Table, Text, TextInput, Title } from "@mantine/core";
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 import { BatchStatus, BillingJobService, type JobExecution } from "../../../../gen/telco/batch/v1/billing_pb.js";
-import { clientFor, type Problem, problemOf, type Session } from "../api.js";
+import { clientFor, mayWrite, type Problem, problemOf, type Session } from "../api.js";
 import { DataTable, ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 
 const RUNNING = new Set([BatchStatus.STARTING, BatchStatus.STARTED, BatchStatus.STOPPING]);
 const pct = (done: bigint, total: bigint) => (total > 0n ? Number((done * 1000n) / total) / 10 : 0);
-const mayRun = (s: Session) => s.role === "admin" || s.role === "operator";
 
 /** The previous month in the carrier's time zone: the one billing normally runs for. */
 function previousMonth(): string {
@@ -69,7 +68,7 @@ export function BillingPage({ session }: { session: Session }) {
   return (
     <Stack>
       <Title order={2}>{t("billing")}</Title>
-      {mayRun(session) && (
+      {mayWrite(session) && (
         <form onSubmit={start} noValidate>
           <Group align="flex-end" wrap="wrap">
             <TextInput
@@ -132,7 +131,7 @@ export function BillingPage({ session }: { session: Session }) {
             <Table.Td>{BatchStatus[x.status]}</Table.Td>
             <Table.Td>{t("itemsOf", { done: String(x.itemsDone), total: String(x.itemsTotal) })}</Table.Td>
             <Table.Td>
-              {mayRun(session) && RUNNING.has(x.status) && (
+              {mayWrite(session) && RUNNING.has(x.status) && (
                 <Button
                   size="compact-xs"
                   color="red"
@@ -143,7 +142,7 @@ export function BillingPage({ session }: { session: Session }) {
                   {t("stop")}
                 </Button>
               )}
-              {mayRun(session) && (x.status === BatchStatus.FAILED || x.status === BatchStatus.STOPPED) && (
+              {mayWrite(session) && (x.status === BatchStatus.FAILED || x.status === BatchStatus.STOPPED) && (
                 <Button
                   size="compact-xs"
                   onClick={() =>

@@ -1,9 +1,10 @@
 import { Alert, Anchor, Badge, Button, Card, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
-import { type FormEvent, useEffect, useState } from "react";
+import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type Customer, CustomerService } from "../../../../gen/telco/domain/v1/customer_pb.js";
 import type { Line } from "../../../../gen/telco/domain/v1/subscription_pb.js";
-import { clientFor, mayReveal, type Problem, problemOf, type Session } from "../api.js";
+import { clientFor, mayReveal, mayWrite, type Problem, problemOf, type Session } from "../api.js";
 import { useI18n } from "../i18n.js";
+import { ActivateWizard } from "./ActivateWizard.js";
 import { LinesTable } from "./LinesTable.js";
 
 /** A customer, masked; staff with the permission reveal the personal fields with a reason (audited). */
@@ -14,15 +15,22 @@ export function CustomerPage({ session, customerId }: { session: Session; custom
   const [problem, setProblem] = useState<Problem>();
   const [reason, setReason] = useState("");
   const [revealProblem, setRevealProblem] = useState<Problem>();
+  const [activating, setActivating] = useState(false);
+  const loadLines = useCallback(
+    () =>
+      clientFor(CustomerService, session)
+        .listCustomerLines({ customerId })
+        .then((l) => setLines(l.lines))
+        .catch((err) => setProblem(problemOf(err))),
+    [session, customerId],
+  );
   useEffect(() => {
-    const client = clientFor(CustomerService, session);
-    Promise.all([client.getCustomer({ customerId }), client.listCustomerLines({ customerId })])
-      .then(([c, l]) => {
-        setCustomer(c.customer);
-        setLines(l.lines);
-      })
+    clientFor(CustomerService, session)
+      .getCustomer({ customerId })
+      .then((c) => setCustomer(c.customer))
       .catch((err) => setProblem(problemOf(err)));
-  }, [session, customerId]);
+    void loadLines();
+  }, [session, customerId, loadLines]);
   const reveal = async (e: FormEvent) => {
     e.preventDefault();
     setRevealProblem(undefined);
@@ -98,7 +106,15 @@ export function CustomerPage({ session, customerId }: { session: Session; custom
             {t("revealNotAllowed")}
           </Text>
         ))}
-      <Title order={3}>{t("lines")}</Title>
+      <Group justify="space-between">
+        <Title order={3}>{t("lines")}</Title>
+        {mayWrite(session) && !activating && (
+          <Button variant="light" onClick={() => setActivating(true)}>
+            {t("activateLine")}
+          </Button>
+        )}
+      </Group>
+      {activating && <ActivateWizard session={session} customerId={customerId} lines={lines} onActivated={loadLines} />}
       <LinesTable lines={lines} testId="customer-lines" />
     </Stack>
   );

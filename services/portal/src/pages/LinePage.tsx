@@ -5,7 +5,10 @@ import { type GetLineUsageResponse, UsageService } from "../../../../gen/telco/u
 import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth } from "../api.js";
 import { type T, useI18n } from "../i18n.js";
 import { Invoices } from "./Invoices.js";
+import { LinePlan } from "./LinePlan.js";
 import { MessageLog } from "./MessageLog.js";
+import { Payments } from "./Payments.js";
+import { UsageChart } from "./UsageChart.js";
 
 const MARKS = [50, 80, 100];
 
@@ -155,6 +158,9 @@ export function LinePage({ session, subscriptionId }: { session: Session; subscr
       ) : (
         !problem && <Text>{t("loading")}</Text>
       )}
+      <UsageChart session={session} subscriptionId={subscriptionId} refresh={usage?.usedBytes.toString()} />
+      <LinePlan session={session} subscriptionId={subscriptionId} />
+      <Payments session={session} subscriptionId={subscriptionId} />
       {/* Read again whenever another alert level has been sent. */}
       <MessageLog session={session} subscriptionId={subscriptionId} refresh={usage?.alertedLevels.join(",")} />
       <Invoices session={session} subscriptionId={subscriptionId} />

@@ -24,12 +24,10 @@ import {
   TemplateService,
   TemplateStatus,
 } from "../../../../gen/telco/message/v1/template_pb.js";
-import { clientFor, type Problem, problemOf, type Session } from "../api.js";
+import { clientFor, mayWrite, type Problem, problemOf, type Session } from "../api.js";
 import { ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { statusKey } from "./TemplatesPage.js";
-
-const mayEdit = (s: Session) => s.role === "admin" || s.role === "operator";
 
 /** One template: edit (a save is a new version), versions with publish / rollback and a diff, and a preview. */
 export function TemplatePage({ session, templateId }: { session: Session; templateId: string }) {
@@ -126,7 +124,7 @@ export function TemplatePage({ session, templateId }: { session: Session; templa
         </Alert>
       )}
       <ProblemAlert problem={problem} fields />
-      {mayEdit(session) && (
+      {mayWrite(session) && (
         <Card withBorder>
           <form onSubmit={save} noValidate>
             <Stack gap="sm">
@@ -165,7 +163,7 @@ export function TemplatePage({ session, templateId }: { session: Session; templa
                         {t("diffWithPrevious")}
                       </Button>
                     )}
-                    {mayEdit(session) && v.status === TemplateStatus.DRAFT && (
+                    {mayWrite(session) && v.status === TemplateStatus.DRAFT && (
                       <Button
                         size="compact-xs"
                         onClick={() =>
@@ -178,20 +176,23 @@ export function TemplatePage({ session, templateId }: { session: Session; templa
                         {t("publish")} v{v.version}
                       </Button>
                     )}
-                    {mayEdit(session) && active && v.version < active.version && v.status !== TemplateStatus.ACTIVE && (
-                      <Button
-                        size="compact-xs"
-                        color="orange"
-                        onClick={() =>
-                          act(async () => {
-                            await client.rollbackTemplate({ templateId, version: v.version });
-                            return `v${v.version}: ${t("status_ACTIVE")}`;
-                          })
-                        }
-                      >
-                        {t("rollback")}
-                      </Button>
-                    )}
+                    {mayWrite(session) &&
+                      active &&
+                      v.version < active.version &&
+                      v.status !== TemplateStatus.ACTIVE && (
+                        <Button
+                          size="compact-xs"
+                          color="orange"
+                          onClick={() =>
+                            act(async () => {
+                              await client.rollbackTemplate({ templateId, version: v.version });
+                              return `v${v.version}: ${t("status_ACTIVE")}`;
+                            })
+                          }
+                        >
+                          {t("rollback")}
+                        </Button>
+                      )}
                   </Group>
                 </Table.Td>
               </Table.Tr>
