@@ -283,11 +283,11 @@ describe("the portal in Chromium", () => {
     const source = page.getByTestId("number-source");
     await source.waitFor();
     assert.equal(await source.getAttribute("data-source"), "RETURNED");
-    assert.equal(await source.textContent(), `이전 번호가 돌아왔습니다: ${maskedOf(leaver.msisdn)}`);
+    assert.equal(await source.textContent(), `이전에 쓰던 번호로 개통했습니다: ${maskedOf(leaver.msisdn)}`);
     await shot(page, "portal-activate-returned.png");
     await lines.locator("tbody tr").nth(1).waitFor();
     // A second line: nothing is held any more, so a new number.
-    await wizard.getByRole("button", { name: "다른 회선 개통" }).click();
+    await wizard.getByRole("button", { name: "회선 추가 개통" }).click();
     await choose(page, "요금제", /5G-SLIM-8G/);
     await wizard.getByRole("button", { name: "다음" }).click();
     await wizard.getByRole("button", { name: "개통", exact: true }).click();
@@ -333,6 +333,11 @@ describe("the portal in Chromium", () => {
     await form.getByLabel("금액 (원)").fill("-500");
     await form.getByRole("button", { name: "결제 등록" }).click();
     await form.getByText("must be positive (whole won)").waitFor();
+    // Next to the amount: the field is marked invalid and described by the reason.
+    const amount = form.getByLabel("금액 (원)");
+    assert.equal(await amount.getAttribute("aria-invalid"), "true");
+    const described = (await amount.getAttribute("aria-describedby")) ?? "";
+    assert.match((await page.locator(`[id="${described.split(" ").at(-1)}"]`).textContent()) ?? "", /must be positive/);
     await form.getByLabel("금액 (원)").fill("3300");
     await form.getByRole("button", { name: "결제 등록" }).click();
     const payments = page.getByTestId("payments");
@@ -417,7 +422,7 @@ describe("the portal in Chromium", () => {
     );
     await shot(page, "portal-line-usage-chart.png");
     // The month's top lines: this one leads (the others used nothing).
-    await page.getByRole("link", { name: "상위 회선" }).click();
+    await page.getByRole("link", { name: "사용량 상위 회선" }).click();
     const top = page.getByTestId("top-lines");
     await top.waitFor();
     const first = (await top.locator("tbody tr").first().textContent()) ?? "";
@@ -560,8 +565,11 @@ describe("the portal in Chromium", () => {
     await page.getByTestId("message-log").waitFor();
     await page.getByTestId("invoices").waitFor();
     await page.getByTestId("usage-chart").waitFor();
+    await page.getByTestId("line-summary").waitFor();
+    await page.getByTestId("payments-total").waitFor();
     assert.equal(await page.getByTestId("record-payment").count(), 0, "subscribers do not record payments");
-    assert.equal(await page.getByRole("textbox", { name: "부가서비스 가입" }).count(), 0, "nor add VAS");
+    assert.equal(await page.getByRole("combobox", { name: "새 요금제" }).count(), 1, "they change their plan");
+    assert.equal(await page.getByRole("combobox", { name: "부가서비스 가입" }).count(), 0, "but add no VAS");
     assert.equal(await overflows(page), false, "fits at 390 px");
     assert.deepEqual(await unlabelled(page), [], "every form control has a label");
     await shot(page, "portal-subscriber-line-390.png");
@@ -585,6 +593,8 @@ describe("the portal in Chromium", () => {
       "three refusals on the page",
     );
     assert.equal(await page.getByTestId("usage-gauge").count(), 0, "no usage of someone else's line");
+    for (const id of ["line-summary", "usage-chart", "payments-total"])
+      assert.equal(await page.getByTestId(id).count(), 0, `no ${id} of someone else's line`);
     assert.equal(await page.getByTestId("message-log").count(), 0, "no messages of someone else's line");
     assert.equal(await page.getByTestId("invoices").count(), 0, "no bills of someone else's line");
     assert.ok(errors.length > 0 && errors.every((e) => e.endsWith("status of 403 (Forbidden)")), errors.join("\n"));
@@ -600,6 +610,19 @@ describe("the portal in Chromium", () => {
       ["telco.usage.v1.UsageService/GetLineUsage", { subscriptionId: sid, month: thisMonth() }],
       ["telco.domain.v1.SubscriptionService/GetLine", { subscriptionId: sid }],
       ["telco.domain.v1.SubscriptionService/GetLineHistory", { subscriptionId: sid }],
+      [
+        "telco.domain.v1.SubscriptionService/ChangePlan",
+        {
+          requestId: randomUUID(),
+          subscriptionId: sid,
+          newPlanId: "5G-BASIC-24G",
+          timing: "PLAN_CHANGE_TIMING_NEXT_MONTH",
+        },
+      ],
+      [
+        "telco.usage.v1.UsageService/GetLineUsageHistory",
+        { subscriptionId: sid, from: "2026-12-01T00:00:00Z", to: "2026-12-02T00:00:00Z", step: "3600s" },
+      ],
       ["telco.domain.v1.InvoiceService/ListInvoices", { subscriptionId: sid }],
       ["telco.domain.v1.MicroPaymentService/ListPayments", { subscriptionId: sid, month: thisMonth() }],
       ["telco.message.v1.MessageService/ListMessages", { subscriptionId: sid }],
@@ -630,8 +653,24 @@ describe("the portal in Chromium", () => {
     await shot(page, "portal-customer-390.png");
     await page.goto(`${base}/#/lines/${encodeURIComponent(line.subscriptionId)}`);
     await page.getByTestId("usage-gauge").waitFor();
-    assert.equal(await overflows(page), false, "the usage gauge fits at 390 px");
+    await page.getByTestId("line-summary").waitFor();
+    await page.getByTestId("payments-total").waitFor();
+    await page.getByTestId("usage-chart").waitFor();
+    assert.equal(await overflows(page), false, "the line page fits at 390 px");
     await shot(page, "portal-line-usage-390.png");
+    assert.deepEqual(await unlabelled(page), [], "the line: every form control has a label");
+    for (const [hash, ready] of [
+      ["#/top", "top-lines"],
+      ["#/templates", "templates"],
+      ["#/billing", "executions"],
+    ] as const) {
+      await page.goto(`${base}/${hash}`);
+      await page.getByTestId(ready).waitFor();
+      assert.equal(await overflows(page), false, `${hash} fits at 390 px`);
+      assert.deepEqual(await unlabelled(page), [], `${hash}: every form control has a label`);
+    }
+    await page.goto(`${base}/#/lines/${encodeURIComponent(line.subscriptionId)}`);
+    await page.getByTestId("usage-gauge").waitFor();
     await page.getByText("English").click();
     await page.getByRole("heading", { name: /Usage this month/ }).waitFor();
     assert.equal(await page.evaluate<string>("document.documentElement.lang"), "en");

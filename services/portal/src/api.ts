@@ -1,6 +1,7 @@
 import type { DescService } from "@bufbuild/protobuf";
 import { type Client, Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
+import { useRef, useState } from "react";
 import { BadRequestSchema } from "../../../gen/google/rpc/error_details_pb.js";
 import { Role } from "../../../gen/telco/domain/v1/auth_pb.js";
 
@@ -62,6 +63,30 @@ export function problemOf(err: unknown): Problem {
     for (const v of d.fieldViolations) fields[v.field] = v.description;
   }
   return { message: `${ce.rawMessage} (${Code[ce.code] ?? ce.code})`, fields, code: ce.code };
+}
+
+/**
+ * One request id (or idempotency key) per intent: the same while the form says the same thing,
+ * so a retry after a dropped answer replays the first attempt's answer instead of acting twice;
+ * a new one when the form changes, and after a success (`next`).
+ */
+export function useRequestId(intent: string): [string, () => void] {
+  const [state, setState] = useState(() => ({ intent, id: crypto.randomUUID() }));
+  let current = state;
+  if (state.intent !== intent) {
+    current = { intent, id: crypto.randomUUID() };
+    setState(current);
+  }
+  return [current.id, () => setState({ intent, id: crypto.randomUUID() })];
+}
+
+/** Tells whether a response is still the newest one asked for (older answers landing late are dropped). */
+export function useLatest(): () => () => boolean {
+  const seq = useRef(0);
+  return () => {
+    const n = ++seq.current;
+    return () => n === seq.current;
+  };
 }
 
 /** Bytes as people read them (GB with one decimal). */

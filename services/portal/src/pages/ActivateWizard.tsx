@@ -1,3 +1,4 @@
+import { Code } from "@connectrpc/connect";
 import { Alert, Anchor, Button, Card, Group, List, Select, Stack, Stepper, Text } from "@mantine/core";
 import { useEffect, useState } from "react";
 import { CatalogService, type Plan } from "../../../../gen/telco/domain/v1/catalog_pb.js";
@@ -8,13 +9,17 @@ import {
   NumberSource,
   SubscriptionService,
 } from "../../../../gen/telco/domain/v1/subscription_pb.js";
-import { bytes, clientFor, type Problem, problemOf, type Session } from "../api.js";
+import { bytes, clientFor, type Problem, problemOf, type Session, useRequestId } from "../api.js";
 import { ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { href } from "../route.js";
 import { won } from "./Invoices.js";
 
-const day = (s: bigint | undefined) => (s === undefined ? "" : new Date(Number(s) * 1000).toISOString().slice(0, 10));
+/** The day in the carrier's time zone (a termination at 08:00 in Seoul is that day, not the one before in UTC). */
+const day = (s: bigint | undefined) =>
+  s === undefined
+    ? ""
+    : new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Seoul", dateStyle: "short" }).format(Number(s) * 1000);
 
 /**
  * A new line for a customer in three steps: the plan; the number (a number the customer gave up
@@ -37,18 +42,21 @@ export function ActivateWizard({
   const [step, setStep] = useState(0);
   const [plans, setPlans] = useState<Plan[]>([]);
   const [planId, setPlanId] = useState<string | null>(null);
-  const [requestId, setRequestId] = useState(() => crypto.randomUUID());
+  const [requestId, nextRequest] = useRequestId(planId ?? "");
   const [result, setResult] = useState<ActivateLineResponse>();
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem>();
+  const [plansProblem, setPlansProblem] = useState<Problem>();
   useEffect(() => {
     clientFor(CatalogService, session)
       .listPlans({ pageSize: 100 })
       .then((r) => setPlans(r.plans.filter((p) => p.active)))
-      .catch((err) => setProblem(problemOf(err)));
+      .catch((err) => setPlansProblem(problemOf(err)));
   }, [session]);
   const plan = plans.find((p) => p.planId === planId);
-  const ended = lines.filter((l) => l.status === LineStatus.TERMINATED);
+  // Numbers an open line of the customer has again are not waiting for them any more.
+  const inUse = new Set(lines.filter((l) => l.status !== LineStatus.TERMINATED).map((l) => l.phoneNumber));
+  const ended = lines.filter((l) => l.status === LineStatus.TERMINATED && !inUse.has(l.phoneNumber));
   const activate = async () => {
     setBusy(true);
     setProblem(undefined);
@@ -62,13 +70,23 @@ export function ActivateWizard({
       setStep(2);
       onActivated();
     } catch (err) {
-      setProblem(problemOf(err));
+      const p = problemOf(err);
+      if (p.code === Code.AlreadyExists) {
+        // The id was taken by an attempt whose answer was lost: the line may exist already.
+        nextRequest();
+        onActivated();
+        setProblem({ ...p, message: `${t("numberRefused")} (${p.message})` });
+      } else {
+        setProblem(p);
+        // A reason about the plan belongs next to the plan, on the first step.
+        if (p.fields.plan_id) setStep(0);
+      }
     } finally {
       setBusy(false);
     }
   };
   const again = () => {
-    setRequestId(crypto.randomUUID());
+    nextRequest();
     setResult(undefined);
     setPlanId(null);
     setStep(0);
@@ -78,6 +96,7 @@ export function ActivateWizard({
       <Stepper active={step} size="sm" allowNextStepsSelect={false}>
         <Stepper.Step label={t("stepPlan")}>
           <Stack>
+            <ProblemAlert problem={plansProblem} />
             <Select
               label={t("plan")}
               name="plan_id"

@@ -9,7 +9,7 @@ import {
   PlanChangeTiming,
   SubscriptionService,
 } from "../../../../gen/telco/domain/v1/subscription_pb.js";
-import { bytes, clientFor, mayWrite, type Problem, problemOf, type Session } from "../api.js";
+import { bytes, clientFor, mayWrite, type Problem, problemOf, type Session, useLatest, useRequestId } from "../api.js";
 import { ProblemAlert } from "../components.js";
 import { type T, useI18n } from "../i18n.js";
 
@@ -78,16 +78,19 @@ export function LinePlan({ session, subscriptionId }: { session: Session; subscr
   const [vas, setVas] = useState<Vas[]>([]);
   const [discounts, setDiscounts] = useState<Discount[]>([]);
   const [problem, setProblem] = useState<Problem>();
-  const refresh = useCallback(
-    () =>
-      Promise.all([client.getLine({ subscriptionId }), client.getLineHistory({ subscriptionId })])
-        .then(([l, h]) => {
-          setLine(l.line);
-          setHistory(h);
-        })
-        .catch((err) => setProblem(problemOf(err))),
-    [client, subscriptionId],
-  );
+  const latest = useLatest();
+  // biome-ignore lint/correctness/useExhaustiveDependencies: latest is stable (a ref inside)
+  const refresh = useCallback(() => {
+    const isLatest = latest();
+    return Promise.all([client.getLine({ subscriptionId }), client.getLineHistory({ subscriptionId })])
+      .then(([l, h]) => {
+        if (!isLatest()) return;
+        setLine(l.line);
+        setHistory(h);
+        setProblem(undefined);
+      })
+      .catch((err) => isLatest() && setProblem(problemOf(err)));
+  }, [client, subscriptionId]);
   useEffect(() => {
     void refresh();
     const catalog = clientFor(CatalogService, session);
@@ -146,7 +149,7 @@ export function LinePlan({ session, subscriptionId }: { session: Session; subscr
             label={t("subscribeVas")}
             name="vas_id"
             options={vas.filter((v) => v.active).map((v) => ({ value: v.vasId, label: `${v.name} (${v.vasId})` }))}
-            run={(id) => client.subscribeVas({ requestId: crypto.randomUUID(), subscriptionId, vasId: id })}
+            run={(id, requestId) => client.subscribeVas({ requestId, subscriptionId, vasId: id })}
             onDone={refresh}
           />
           <AddOnForm
@@ -155,12 +158,12 @@ export function LinePlan({ session, subscriptionId }: { session: Session; subscr
             options={discounts
               .filter((d) => d.active)
               .map((d) => ({ value: d.discountId, label: `${d.name} (${d.discountId})` }))}
-            run={(id) => client.grantDiscount({ requestId: crypto.randomUUID(), subscriptionId, discountId: id })}
+            run={(id, requestId) => client.grantDiscount({ requestId, subscriptionId, discountId: id })}
             onDone={refresh}
           />
         </Group>
       )}
-      <Title order={4}>{t("history")}</Title>
+      <Title order={4}>{t("lineHistory")}</Title>
       <Timeline active={past - 1} bulletSize={14} lineWidth={2} data-testid="line-history">
         {timeline.map((e) => (
           <Timeline.Item
@@ -198,6 +201,7 @@ function ChangePlanForm({
   const [problem, setProblem] = useState<Problem>();
   const [done, setDone] = useState("");
   const [busy, setBusy] = useState(false);
+  const [requestId, nextRequest] = useRequestId(`${planId}/${timing}`);
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     setProblem(undefined);
@@ -205,13 +209,14 @@ function ChangePlanForm({
     setBusy(true);
     try {
       const r = await clientFor(SubscriptionService, session).changePlan({
-        requestId: crypto.randomUUID(),
+        requestId,
         subscriptionId: line.subscriptionId,
         newPlanId: planId ?? "",
         timing: timing === "now" ? PlanChangeTiming.NOW : PlanChangeTiming.NEXT_MONTH,
       });
       setDone(t("planChanged", { plan: r.period?.planId ?? "", from: when(ms(r.period?.validFrom)) }));
       setPlanId(null);
+      nextRequest();
       onChanged();
     } catch (err) {
       setProblem(problemOf(err));
@@ -231,7 +236,8 @@ function ChangePlanForm({
             data={plans.map((p) => ({ value: p.planId, label: `${p.name} (${p.planId})` }))}
             value={planId}
             onChange={setPlanId}
-            error={problem?.fields.new_plan_id}
+            // The refusal is about the plan chosen (no longer offered, already the line's, …).
+            error={problem?.fields.new_plan_id ?? (problem && !problem.fields.timing ? problem.message : undefined)}
           />
           {subscriber ? (
             <Text size="sm">{t("fromNextMonth")}</Text>
@@ -250,7 +256,7 @@ function ChangePlanForm({
             {t("changePlan")}
           </Button>
         </Group>
-        {problem && !problem.fields.new_plan_id && <ProblemAlert problem={problem} fields />}
+        {problem?.fields.timing && <ProblemAlert problem={problem} fields />}
         {done && (
           <Text size="sm" c="teal" role="status">
             {done}
@@ -271,21 +277,27 @@ function AddOnForm({
   label: string;
   name: string;
   options: { value: string; label: string }[];
-  run: (id: string) => Promise<unknown>;
+  run: (id: string, requestId: string) => Promise<unknown>;
   onDone: () => void;
 }) {
   const { t } = useI18n();
   const [id, setId] = useState<string | null>(null);
   const [problem, setProblem] = useState<Problem>();
+  const [busy, setBusy] = useState(false);
+  const [requestId, nextRequest] = useRequestId(id ?? "");
   const submit = async (e: FormEvent) => {
     e.preventDefault();
     setProblem(undefined);
+    setBusy(true);
     try {
-      await run(id ?? "");
+      await run(id ?? "", requestId);
       setId(null);
+      nextRequest();
       onDone();
     } catch (err) {
       setProblem(problemOf(err));
+    } finally {
+      setBusy(false);
     }
   };
   return (
@@ -301,7 +313,7 @@ function AddOnForm({
           onChange={setId}
           error={problem?.fields[name] ?? (problem ? problem.message : undefined)}
         />
-        <Button type="submit" variant="light" disabled={!id}>
+        <Button type="submit" variant="light" disabled={!id} loading={busy}>
           {t("add")}
         </Button>
       </Group>

@@ -1,7 +1,8 @@
+import { Code } from "@connectrpc/connect";
 import { Button, Card, Group, NumberInput, Progress, Stack, Table, Text, TextInput, Title } from "@mantine/core";
 import { type FormEvent, useCallback, useEffect, useMemo, useState } from "react";
 import { type ListPaymentsResponse, MicroPaymentService } from "../../../../gen/telco/domain/v1/micropayment_pb.js";
-import { clientFor, mayWrite, type Problem, problemOf, type Session, thisMonth } from "../api.js";
+import { clientFor, mayWrite, type Problem, problemOf, type Session, thisMonth, useRequestId } from "../api.js";
 import { DataTable, ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { won } from "./Invoices.js";
@@ -26,12 +27,16 @@ export function Payments({ session, subscriptionId }: { session: Session; subscr
   const [merchant, setMerchant] = useState("");
   const [amount, setAmount] = useState<number | string>("");
   const [formProblem, setFormProblem] = useState<Problem>();
-  const [key, setKey] = useState(() => crypto.randomUUID());
+  const [notice, setNotice] = useState("");
+  const [key, nextKey] = useRequestId(`${merchant}/${amount}`);
   const refresh = useCallback(
     () =>
       client
         .listPayments({ subscriptionId, month })
-        .then(setList)
+        .then((l) => {
+          setList(l);
+          setProblem(undefined);
+        })
         .catch((err) => setProblem(problemOf(err))),
     [client, subscriptionId, month],
   );
@@ -41,6 +46,7 @@ export function Payments({ session, subscriptionId }: { session: Session; subscr
   const record = async (e: FormEvent) => {
     e.preventDefault();
     setFormProblem(undefined);
+    setNotice("");
     try {
       await client.recordPayment({
         idempotencyKey: key,
@@ -48,17 +54,29 @@ export function Payments({ session, subscriptionId }: { session: Session; subscr
         merchant,
         amount: { currencyCode: "KRW", amountMinor: BigInt(typeof amount === "number" ? Math.trunc(amount) : 0) },
       });
-      setKey(crypto.randomUUID());
+      nextKey();
       setMerchant("");
       setAmount("");
       await refresh();
     } catch (err) {
-      setFormProblem(problemOf(err));
+      const p = problemOf(err);
+      if (p.code === Code.AlreadyExists) {
+        // The key was taken by an attempt whose answer was lost: it may be recorded already.
+        nextKey();
+        setNotice(t("paymentMaybeRecorded"));
+        await refresh();
+        return;
+      }
+      setFormProblem(p);
     }
   };
   const total = Number(list?.monthTotal?.amountMinor ?? 0n);
   const limit = Number(list?.monthLimit?.amountMinor ?? 0n);
-  const amountError = formProblem?.fields["amount.amount_minor"] ?? formProblem?.fields.amount;
+  // Over the monthly limit is about the amount too.
+  const amountError =
+    formProblem?.fields["amount.amount_minor"] ??
+    formProblem?.fields.amount ??
+    (formProblem?.code === Code.FailedPrecondition ? formProblem.message : undefined);
   return (
     <Stack gap="xs">
       <Title order={3}>
@@ -116,7 +134,14 @@ export function Payments({ session, subscriptionId }: { session: Session; subscr
               />
               <Button type="submit">{t("recordPayment")}</Button>
             </Group>
-            {formProblem && !formProblem.fields.merchant && !amountError && <ProblemAlert problem={formProblem} />}
+            {formProblem && !formProblem.fields.merchant && !amountError && (
+              <ProblemAlert problem={formProblem} fields />
+            )}
+            {notice && (
+              <Text size="sm" role="status">
+                {notice}
+              </Text>
+            )}
           </Stack>
         </form>
       )}

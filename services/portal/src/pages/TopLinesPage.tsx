@@ -1,7 +1,7 @@
 import { Anchor, Badge, Button, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type GetLineUsageResponse, UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
-import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth } from "../api.js";
+import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth, useLatest } from "../api.js";
 import { DataTable, ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { href } from "../route.js";
@@ -10,18 +10,26 @@ import { href } from "../route.js";
 export function TopLinesPage({ session }: { session: Session }) {
   const { t } = useI18n();
   const [month, setMonth] = useState(thisMonth);
-  const [lines, setLines] = useState<GetLineUsageResponse[]>();
+  const [shown, setShown] = useState<{ month: string; lines: GetLineUsageResponse[] }>();
   const [problem, setProblem] = useState<Problem>();
+  const latest = useLatest();
+  // biome-ignore lint/correctness/useExhaustiveDependencies: latest is stable (a ref inside)
   const load = useCallback(
     (m: string) => {
       setProblem(undefined);
+      const isLatest = latest();
       clientFor(UsageService, session)
         .listTopLines({ month: m, limit: 20 })
-        .then((r) => setLines(r.lines))
-        .catch((err) => setProblem(problemOf(err)));
+        .then((r) => isLatest() && setShown({ month: m, lines: r.lines }))
+        .catch((err) => {
+          if (!isLatest()) return;
+          setShown(undefined);
+          setProblem(problemOf(err));
+        });
     },
     [session],
   );
+  const lines = shown?.lines;
   useEffect(() => load(thisMonth()), [load]);
   const submit = (e: FormEvent) => {
     e.preventDefault();
@@ -44,7 +52,8 @@ export function TopLinesPage({ session }: { session: Session }) {
         </Group>
       </form>
       {problem && !problem.fields.month && <ProblemAlert problem={problem} />}
-      {lines && lines.length === 0 && <Text>{t("noUsageYet")}</Text>}
+      {shown && <Title order={3}>{shown.month}</Title>}
+      {lines && lines.length === 0 && <Text>{t("noUsageYet", { month: shown?.month ?? "" })}</Text>}
       {lines && lines.length > 0 && (
         <DataTable testId="top-lines" head={["#", t("line"), t("used"), t("quota"), "%", t("alertsSent")]}>
           {lines.map((l, i) => (

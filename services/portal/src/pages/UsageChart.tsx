@@ -1,8 +1,8 @@
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Card, Group, SegmentedControl, Stack, Text, Title } from "@mantine/core";
-import { useEffect, useMemo, useState } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { type UsagePoint, UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
-import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth } from "../api.js";
+import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth, useLatest } from "../api.js";
 import { ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 
@@ -61,37 +61,49 @@ export function UsageChart({
   const [range, setRange] = useState<Range>("month");
   const [points, setPoints] = useState<{ range: Range; bars: [number, bigint][] }>();
   const [problem, setProblem] = useState<Problem>();
-  const [tick, setTick] = useState(0);
+  const latest = useLatest();
+  const rangeNow = useRef(range);
+  rangeNow.current = range;
+  const pending = useRef<ReturnType<typeof setTimeout>>(undefined);
+  // biome-ignore lint/correctness/useExhaustiveDependencies: latest is stable (a ref inside)
+  const load = useCallback(() => {
+    const r = rangeNow.current;
+    const w = rangeOf(r, Date.now());
+    const isLatest = latest();
+    client
+      .getLineUsageHistory({
+        subscriptionId,
+        from: timestampFromMs(w.from),
+        to: timestampFromMs(w.to),
+        step: { seconds: BigInt(w.step / 1000), nanos: 0 },
+      })
+      .then((res) => {
+        if (!isLatest()) return;
+        setPoints({ range: r, bars: slotsOf(res.points, w) });
+        setProblem(undefined);
+      })
+      .catch((err) => isLatest() && setProblem(problemOf(err)));
+  }, [client, subscriptionId]);
+  // At once on a new range; every 15 s; and once, 1.5 s after the gauge moves (the history has
+  // it after the writer's next flush), however often it moves meanwhile: a throttle, not a
+  // debounce, so that a line in constant use still gets its chart redrawn.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: range only triggers a new read
+  useEffect(() => load(), [load, range]);
   useEffect(() => {
-    const id = setInterval(() => setTick((n) => n + 1), 15_000);
-    return () => clearInterval(id);
-  }, []);
-  // biome-ignore lint/correctness/useExhaustiveDependencies: tick and refresh only trigger a new read
+    if (refresh === undefined || pending.current) return;
+    pending.current = setTimeout(() => {
+      pending.current = undefined;
+      load();
+    }, 1_500);
+  }, [refresh, load]);
   useEffect(() => {
-    const w = rangeOf(range, Date.now());
-    let current = true;
-    // The live counter moved: the history has it after the writer's next flush.
-    const delay = refresh === undefined ? 0 : 1_500;
-    const timer = setTimeout(() => {
-      client
-        .getLineUsageHistory({
-          subscriptionId,
-          from: timestampFromMs(w.from),
-          to: timestampFromMs(w.to),
-          step: { seconds: BigInt(w.step / 1000), nanos: 0 },
-        })
-        .then((r) => {
-          if (!current) return;
-          setPoints({ range, bars: slotsOf(r.points, w) });
-          setProblem(undefined);
-        })
-        .catch((err) => current && setProblem(problemOf(err)));
-    }, delay);
+    const id = setInterval(load, 15_000);
     return () => {
-      current = false;
-      clearTimeout(timer);
+      clearInterval(id);
+      clearTimeout(pending.current);
+      pending.current = undefined;
     };
-  }, [client, subscriptionId, range, refresh, tick]);
+  }, [load]);
   const bars = points?.bars ?? [];
   const total = bars.reduce((sum, [, b]) => sum + b, 0n);
   let max = 0n;
@@ -120,7 +132,7 @@ export function UsageChart({
         {points && (
           <>
             <svg
-              viewBox={`0 0 ${W} ${H + 20}`}
+              viewBox={`0 0 ${W} ${H + 4}`}
               width="100%"
               role="img"
               aria-label={t("usageHistoryTotal", { total: bytes(total) })}
@@ -142,15 +154,20 @@ export function UsageChart({
                     >
                       <title>{`${label(at, points.range)}: ${bytes(b)}`}</title>
                     </rect>
-                    {(i % Math.ceil(n / 8) === 0 || i === n - 1) && (
-                      <text x={i * bar + bar / 2} y={H + 14} fontSize={10} textAnchor="middle" fill="currentColor">
-                        {label(at, points.range)}
-                      </text>
-                    )}
                   </g>
                 );
               })}
             </svg>
+            {/* Axis labels in HTML: legible at any width (an SVG's text shrinks with it). */}
+            <Group justify="space-between" gap={4} aria-hidden wrap="nowrap">
+              {bars
+                .filter((_, i) => i % Math.ceil(n / 6) === 0)
+                .map(([at]) => (
+                  <Text key={at} size="xs" c="dimmed">
+                    {label(at, points.range)}
+                  </Text>
+                ))}
+            </Group>
             <Text size="sm" data-testid="usage-chart-total">
               {t("usageHistoryTotal", { total: bytes(total) })}
             </Text>
