@@ -118,6 +118,61 @@ describe("usage unit", () => {
     await rejects(client.getLineUsage({ subscriptionId: unique("nobody"), month: thisMonth() }), Code.NotFound);
     await rejects(client.setLineQuota({ subscriptionId: unique("nobody"), quotaBytes: 1n }), Code.NotFound);
   });
+
+  it("answers a body that is not Protobuf with INVALID_ARGUMENT naming the message expected, over gRPC and Connect", async () => {
+    // 0x0f 0xff…: a field tag whose varint never ends, so no Protobuf parser can take it.
+    const garbage = Buffer.from([0x0f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+    const frame = (flags: number, body: Buffer) => {
+      const head = Buffer.alloc(5);
+      head.writeUInt8(flags, 0);
+      head.writeUInt32BE(body.length, 1);
+      return Buffer.concat([head, body]);
+    };
+    const call = (path: string, headers: Record<string, string>, body: Buffer) =>
+      new Promise<{ headers: Record<string, string>; body: Buffer }>((resolve, reject) => {
+        const session = http2.connect(units.at.usage.url);
+        session.on("error", reject);
+        const req = session.request({ ":method": "POST", ":path": path, authorization: `Bearer ${staff}`, ...headers });
+        const got: Record<string, string> = {};
+        const chunks: Buffer[] = [];
+        req.on("response", (h) => Object.assign(got, h));
+        req.on("trailers", (h) => Object.assign(got, h));
+        req.on("data", (d: Buffer) => chunks.push(d));
+        req.on("end", () => {
+          session.close();
+          resolve({
+            headers: Object.fromEntries(Object.entries(got).map(([k, v]) => [k, String(v)])),
+            body: Buffer.concat(chunks),
+          });
+        });
+        req.end(body);
+      });
+    const unary = "/telco.usage.v1.UsageService/GetLineUsage";
+    const grpcAnswer = await call(unary, { "content-type": "application/grpc", te: "trailers" }, frame(0, garbage));
+    assert.equal(grpcAnswer.headers["grpc-status"], String(Code.InvalidArgument));
+    assert.match(
+      decodeURIComponent(grpcAnswer.headers["grpc-message"] ?? ""),
+      /^the request body is not a valid telco\.usage\.v1\.GetLineUsageRequest \(Protobuf binary\): /,
+    );
+    const connectAnswer = await call(
+      unary,
+      { "content-type": "application/proto", "connect-protocol-version": "1" },
+      garbage,
+    );
+    assert.equal(connectAnswer.headers[":status"], "400");
+    const error = JSON.parse(connectAnswer.body.toString()) as { code: string; message: string };
+    assert.equal(error.code, "invalid_argument");
+    assert.match(error.message, /not a valid telco\.usage\.v1\.GetLineUsageRequest/);
+    // A server stream over Connect: the error is in the end-of-stream message.
+    const stream = await call(
+      "/telco.usage.v1.UsageService/WatchLineUsage",
+      { "content-type": "application/connect+proto", "connect-protocol-version": "1" },
+      frame(0, garbage),
+    );
+    const end = stream.body.subarray(5);
+    assert.equal(stream.body.readUInt8(0) & 0x02, 0x02, "an end-stream envelope");
+    assert.equal((JSON.parse(end.toString()) as { error: { code: string } }).error.code, "invalid_argument");
+  });
 });
 
 describe("domain unit", () => {
@@ -472,6 +527,8 @@ describe("authentication and roles", () => {
     const auth = grpcClient(AuthService, units.at.domain.url); // no token needed to sign in
     await rejects(auth.login({ username, password: "wrong" }), Code.Unauthenticated);
     await rejects(auth.login({ username: "nobody-here", password: "correct horse battery" }), Code.Unauthenticated);
+    // A NUL in the name: refused by the unit (PostgreSQL text cannot even hold it), not an INTERNAL.
+    await rejects(auth.login({ username: "a\u0000b", password: "x" }), Code.InvalidArgument);
     const r = await auth.login({ username, password: "correct horse battery" });
     assert.equal(r.role, Role.VIEWER);
     const plans = await grpcClient(CatalogService, units.at.domain.url, r.accessToken).listPlans({});

@@ -44,6 +44,7 @@ export async function once<Desc extends DescMessage>(
   fingerprint: Buffer,
   schema: Desc,
   run: () => Promise<MessageShape<Desc>>,
+  replayUnfingerprinted = true,
 ): Promise<MessageShape<Desc>> {
   await trx.raw("select pg_advisory_xact_lock(hashtextextended(?, 0))", [`${method}/${requestId}`]);
   const seen = await trx("domain.idempotency_keys")
@@ -51,7 +52,10 @@ export async function once<Desc extends DescMessage>(
     .where({ method, request_id: requestId })
     .first();
   if (seen) {
-    if (seen.fingerprint !== null && !seen.fingerprint.equals(fingerprint)) throw reusedRequestId(requestId);
+    // A key stored before fingerprints existed cannot tell who sent it: replayed to staff and
+    // services (who sent every such request), never to a subscriber.
+    if (seen.fingerprint === null ? !replayUnfingerprinted : !seen.fingerprint.equals(fingerprint))
+      throw reusedRequestId(requestId);
     return fromBinary(schema, seen.response);
   }
   const response = await run();

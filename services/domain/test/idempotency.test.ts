@@ -8,7 +8,11 @@ import { randomUUID } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { create } from "@bufbuild/protobuf";
 import { Code } from "@connectrpc/connect";
-import { ActivateLineRequestSchema, SubscriptionService } from "../../../gen/telco/domain/v1/subscription_pb.js";
+import {
+  ActivateLineRequestSchema,
+  PlanChangeTiming,
+  SubscriptionService,
+} from "../../../gen/telco/domain/v1/subscription_pb.js";
 import { rejects } from "../../../test/support/assertions.js";
 import { tokenFor } from "../../../test/support/auth.js";
 import { grpcClient } from "../../../test/support/clients.js";
@@ -96,5 +100,19 @@ describe("ActivateLine", () => {
     const again = await admin.activateLine({ requestId, customerId, planId: "5G-SLIM-8G" });
     assert.equal(again.line?.subscriptionId, first.line?.subscriptionId);
     assert.equal((await linesOf(customerId)).length, 1);
+  });
+
+  it("never replays such an answer to a subscriber, even for their own line", async () => {
+    const customerId = await newCustomer(knex);
+    const line = (await admin.activateLine({ requestId: randomUUID(), customerId, planId: "5G-STD-110G" })).line
+      ?.subscriptionId as string;
+    const requestId = randomUUID();
+    const change = { requestId, subscriptionId: line, newPlanId: "5G-SLIM-8G", timing: PlanChangeTiming.NEXT_MONTH };
+    await admin.changePlan(change);
+    await knex("domain.idempotency_keys")
+      .where({ method: "ChangePlan", request_id: requestId })
+      .update({ fingerprint: null });
+    const me = grpcClient(SubscriptionService, units.at.domain.url, await tokenFor("subscriber", [line]));
+    await rejects(me.changePlan(change), Code.AlreadyExists);
   });
 });

@@ -20,6 +20,7 @@ import {
   ServerReflectionV1Alpha,
 } from "./reflection.js";
 import { accessLog, observedGate, serverTelemetry } from "./rpc-telemetry.js";
+import { invalidArgumentOnUnparseable } from "./unparseable.js";
 
 export interface RpcServerOptions {
   unit: string;
@@ -100,6 +101,8 @@ export class RpcServer {
         router.service(Health, this.health.impl());
         router.service(ServerReflectionV1, reflectionV1(this.index));
         router.service(ServerReflectionV1Alpha, reflectionV1Alpha(this.index));
+        // Bodies that are not Protobuf: INVALID_ARGUMENT, not INTERNAL (see unparseable.ts).
+        router.handlers.splice(0, router.handlers.length, ...router.handlers.map(invalidArgumentOnUnparseable));
       },
       // The telemetry interceptor is outermost: its span and duration cover everything else.
       interceptors: [serverTelemetry, accessLog(opts.logger), answerOnShutdown, ...(opts.interceptors ?? [])],

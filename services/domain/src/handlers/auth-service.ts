@@ -29,6 +29,8 @@ export class AuthServiceImpl implements ServiceImpl<typeof AuthService> {
   async login(req: LoginRequest) {
     const v = new Violations();
     v.check(req.username.length > 0 && req.username.length <= 64, "username", "required");
+    // No user name holds control characters (and PostgreSQL text cannot hold NUL at all).
+    v.check(!/\p{Cc}/u.test(req.username), "username", "must not contain control characters");
     v.check(req.password.length > 0 && req.password.length <= 256, "password", "required, at most 256 characters");
     v.throwIfAny();
     const account = await this.accounts.authenticate(req.username, req.password);

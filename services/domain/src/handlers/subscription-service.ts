@@ -157,9 +157,11 @@ export class SubscriptionServiceImpl implements ServiceImpl<typeof SubscriptionS
     schema: Desc,
     run: (trx: Knex.Transaction) => Promise<MessageShape<Desc>>,
   ): Promise<MessageShape<Desc>> {
-    const fingerprint = requestFingerprint(ctx.method.input, req, principalOf(ctx).subject);
+    const caller = principalOf(ctx);
+    const fingerprint = requestFingerprint(ctx.method.input, req, caller.subject);
+    const staff = caller.role !== "subscriber";
     return this.store
-      .transaction((trx) => once(trx, method, req.requestId, fingerprint, schema, () => run(trx)))
+      .transaction((trx) => once(trx, method, req.requestId, fingerprint, schema, () => run(trx), staff))
       .catch(mapConflict);
   }
 
