@@ -6,6 +6,7 @@
 // keeps running (`npm run infra:down` stops it).
 //   npm start                       # all units
 //   npm start -- --units usage,domain
+//   npm start -- --demo             # the whole flow once (npm run scenario) and its reconciliation
 import { spawn, spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
 import { devKeys } from "./lib/dev-keys.mjs";
@@ -21,16 +22,26 @@ const UNITS = [
 let options;
 try {
   options = parseArgs({
-    options: { units: { type: "string" }, help: { type: "boolean", short: "h" } },
+    options: { units: { type: "string" }, demo: { type: "boolean" }, help: { type: "boolean", short: "h" } },
     allowPositionals: false,
   }).values;
 } catch (e) {
-  console.error(`npm start: ${e.message}\nusage: npm start [-- --units usage,message,domain,batch]`);
+  console.error(`npm start: ${e.message}\nusage: npm start [-- --units usage,message,domain,batch | --demo]`);
   process.exit(2);
 }
 if (options.help) {
-  console.log("usage: npm start [-- --units usage,message,domain,batch]");
+  console.log("usage: npm start [-- --units usage,message,domain,batch | --demo]");
   process.exit(0);
+}
+if (options.demo) {
+  // The scenario runs the units on a platform of its own (their own database, topics, Redis,
+  // SMSC and SMTP server), so it can run next to a started platform.
+  ensureInstalled();
+  const r = spawnSync(process.execPath, ["--import", "tsx", "scripts/reliability.ts", "--scenario"], {
+    cwd: ROOT,
+    stdio: "inherit",
+  });
+  process.exit(r.status ?? 1);
 }
 const wanted = options.units ? options.units.split(",").map((s) => s.trim()) : UNITS.map((u) => u.name);
 const bad = wanted.filter((w) => !UNITS.some((u) => u.name === w));

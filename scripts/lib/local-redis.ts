@@ -38,11 +38,14 @@ async function freePort(): Promise<number> {
 }
 
 /**
- * redis-server processes of our own on spare loopback ports, with no persistence: one
- * standalone server (`start(0)`), or a Redis Cluster of `masters` masters without replicas,
- * for a test process or a benchmark; `stop` kills them and removes their files.
+ * redis-server processes of our own on spare loopback ports: one standalone server (`start(0)`),
+ * or a Redis Cluster of `masters` masters without replicas, for a test process or a benchmark;
+ * `stop` kills them and removes their files. No persistence, unless `durable`: then each server
+ * keeps an append-only file fsynced before every reply (`appendfsync always`), so a write Redis
+ * has acknowledged survives a SIGKILL (`crash` and `recover` do one to a standalone server).
  */
 export class LocalRedis {
+  constructor(private readonly o: { durable?: boolean } = {}) {}
   private readonly procs: ChildProcess[] = [];
   readonly ports: number[] = [];
   private dir = "";
@@ -66,39 +69,76 @@ export class LocalRedis {
     const cluster = masters > 0;
     for (let i = 0; i < Math.max(1, masters); i++) this.ports.push(await freePort());
     this.dir = join(ROOT, ".data", `redis-${cluster ? "cluster" : "server"}-${process.pid}-${this.ports[0]}`);
-    for (const port of this.ports) {
-      const dir = join(this.dir, String(port));
-      mkdirSync(dir, { recursive: true });
-      const p = spawn(
-        "redis-server",
-        [
-          "--port",
-          String(port),
-          "--bind",
-          "127.0.0.1",
-          ...(cluster
-            ? [
-                "--cluster-enabled",
-                "yes",
-                "--cluster-config-file",
-                join(dir, "nodes.conf"),
-                "--cluster-node-timeout",
-                "5000",
-              ]
-            : []),
-          "--save",
-          "",
-          "--appendonly",
-          "no",
-          "--dir",
-          dir,
-          "--logfile",
-          join(dir, "redis.log"),
-        ],
-        { stdio: "ignore" },
-      );
-      this.procs.push(p);
-    }
+    for (const port of this.ports) this.spawn(port, cluster);
+    await this.ready();
+    if (!cluster) return;
+    await run("redis-cli", ["--cluster", "create", ...this.nodes, "--cluster-replicas", "0", "--cluster-yes"]);
+    await until(
+      async () => {
+        for (const port of this.ports) {
+          const { stdout } = await run("redis-cli", ["-p", String(port), "cluster", "info"]);
+          if (!/cluster_state:ok/.test(stdout)) return false;
+        }
+        return true;
+      },
+      20_000,
+      "the Redis Cluster to report cluster_state:ok",
+    );
+  }
+
+  /** SIGKILLs the standalone server (its files stay). */
+  async crash(): Promise<void> {
+    const p = this.procs.pop();
+    if (!p) throw new Error("no redis-server running");
+    await new Promise<void>((resolve) => {
+      if (p.exitCode !== null || p.signalCode !== null) return resolve();
+      p.once("exit", () => resolve());
+      p.kill("SIGKILL");
+    });
+  }
+
+  /** Starts the standalone server again on its port and files (replaying its append-only file). */
+  async recover(): Promise<void> {
+    this.spawn(this.ports[0] as number, false);
+    await this.ready();
+  }
+
+  private spawn(port: number, cluster: boolean): void {
+    const dir = join(this.dir, String(port));
+    mkdirSync(dir, { recursive: true });
+    const p = spawn(
+      "redis-server",
+      [
+        "--port",
+        String(port),
+        "--bind",
+        "127.0.0.1",
+        ...(cluster
+          ? [
+              "--cluster-enabled",
+              "yes",
+              "--cluster-config-file",
+              join(dir, "nodes.conf"),
+              "--cluster-node-timeout",
+              "5000",
+            ]
+          : []),
+        "--save",
+        "",
+        "--appendonly",
+        this.o.durable ? "yes" : "no",
+        ...(this.o.durable ? ["--appendfsync", "always"] : []),
+        "--dir",
+        dir,
+        "--logfile",
+        join(dir, "redis.log"),
+      ],
+      { stdio: "ignore" },
+    );
+    this.procs.push(p);
+  }
+
+  private async ready(): Promise<void> {
     await Promise.all(
       this.ports.map((port) =>
         until(
@@ -118,19 +158,6 @@ export class LocalRedis {
           `redis-server on ${port}`,
         ),
       ),
-    );
-    if (!cluster) return;
-    await run("redis-cli", ["--cluster", "create", ...this.nodes, "--cluster-replicas", "0", "--cluster-yes"]);
-    await until(
-      async () => {
-        for (const port of this.ports) {
-          const { stdout } = await run("redis-cli", ["-p", String(port), "cluster", "info"]);
-          if (!/cluster_state:ok/.test(stdout)) return false;
-        }
-        return true;
-      },
-      20_000,
-      "the Redis Cluster to report cluster_state:ok",
     );
   }
 

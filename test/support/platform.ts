@@ -9,7 +9,7 @@ import { migrateAll } from "../../scripts/migrate.js";
 import { addNumbers } from "../../services/domain/src/store/number-pool.js";
 import { createKafka, dlqTopic } from "../../services/kit/src/kafka.js";
 import { createKnex } from "../../services/kit/src/postgres.js";
-import { TestSmsc } from "../../services/message/test/peers.js";
+import { TestSmsc, TestSmtp } from "../../services/message/test/peers.js";
 import { AUTH_ENV, tokenFor } from "./auth.js";
 import { grpcClient } from "./clients.js";
 import { KAFKA_BROKERS, testLogger, unique } from "./env.js";
@@ -22,8 +22,8 @@ export const UNITS: Unit[] = ["domain", "usage", "message", "batch"];
 
 /**
  * The four units as their own processes (services/<unit>/src/main.ts, as `npm start` runs them),
- * every component on: a database of their own, topics of their own (the domain unit's fixed
- * domain.events excepted), a Redis database of their own, a real SMSC, and the settings the test
+ * every component on: a database of their own, topics of their own (the domain unit's welcome
+ * messages excepted: they go to the fixed notification.requests), a Redis database of their own, a real SMSC, and the settings the test
  * adds (e.g. an OTLP endpoint). Each unit's RPC and metrics ports are free ones, known here.
  */
 export class Platform {
@@ -33,13 +33,25 @@ export class Platform {
     usage: unique("p.usage.events"),
     notifications: unique("p.notification.requests"),
     results: unique("p.message.results"),
+    domain: unique("p.domain.events"),
   };
   readonly smsc = new TestSmsc();
+  /** A real SMTP server for the e-mail channel (bills). */
+  readonly smtp = new TestSmtp();
   readonly procs = new Map<Unit, UnitProcess>();
   readonly ports = new Map<Unit, { rpc: number; metrics: number }>();
   private admin: Admin | undefined;
 
-  constructor(private readonly o: { redisUrl: string; env?: Record<string, string> }) {}
+  constructor(
+    private readonly o: {
+      redisUrl: string;
+      env?: Record<string, string>;
+      /** Numbers in the pool (one per line activated, 20 unless more are needed). */
+      numbers?: number;
+      /** Settings of one unit only, over `env`. */
+      unitEnv?: Partial<Record<Unit, Record<string, string>>>;
+    },
+  ) {}
 
   async start(): Promise<void> {
     const admin = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/postgres" });
@@ -50,7 +62,8 @@ export class Platform {
     const knex = createKnex({ url: this.url, schema: "domain", poolMax: 2 });
     try {
       const from = `010${String(randomInt(0, 99_000_000)).padStart(8, "0")}`;
-      await addNumbers(knex, testPii, { from, count: 20, batchSize: 20 });
+      const count = this.o.numbers ?? 20;
+      await addNumbers(knex, testPii, { from, count, batchSize: Math.min(count, 1000) });
     } finally {
       await knex.destroy();
     }
@@ -63,6 +76,7 @@ export class Platform {
       topics: this.allTopics().map((topic) => t(topic, 3)),
     });
     await this.smsc.start();
+    await this.smtp.start();
     for (const u of UNITS) this.ports.set(u, { rpc: await freePort(), metrics: await freePort() });
     // The domain unit first: the usage unit loads quotas from it, the others call it.
     for (const u of UNITS) {
@@ -72,10 +86,30 @@ export class Platform {
     }
   }
 
+  /** SIGKILLs the unit's process (no drain, no goodbye) and waits until it is gone. */
+  async kill(u: Unit): Promise<void> {
+    const p = this.procs.get(u);
+    if (!p) throw new Error(`no ${u} process`);
+    if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGKILL");
+    await p.exited;
+  }
+
+  /** Starts the unit again, on its ports and settings, and waits until it listens. */
+  async restart(u: Unit): Promise<void> {
+    const p = spawnUnit(u, this.env(u));
+    this.procs.set(u, p);
+    await waitForLog(p, /unit listening/, 60_000);
+  }
+
+  /** A unit's settings as the platform starts it (for a second instance of the same unit, say). */
+  envOf(u: Unit): Record<string, string> {
+    return this.env(u);
+  }
+
   /** The platform's own topics and their dead-letter topics. */
   private allTopics(): string[] {
-    const { usage, notifications, results } = this.topics;
-    return [usage, dlqTopic(usage), notifications, dlqTopic(notifications), results];
+    const { usage, notifications, results, domain } = this.topics;
+    return [usage, dlqTopic(usage), notifications, dlqTopic(notifications), results, domain, dlqTopic(domain)];
   }
 
   urlOf(u: Unit): string {
@@ -102,15 +136,18 @@ export class Platform {
       DOMAIN_OUTBOX_POLL_MS: "100",
       USAGE_COMPONENTS: "aggregator,relay,quotas",
       USAGE_EVENTS_TOPIC: this.topics.usage,
+      DOMAIN_EVENTS_TOPIC: this.topics.domain,
       NOTIFICATION_TOPIC: this.topics.notifications,
       USAGE_GROUP_PREFIX: unique("p-usage"),
       USAGE_RELAY_SWEEP_MS: "200",
       MESSAGE_GROUP: unique("p-message"),
       MESSAGE_RESULTS_TOPIC: this.topics.results,
       MESSAGE_SMPP_URL: this.smsc.url,
+      MESSAGE_SMTP_URL: this.smtp.url,
       MESSAGE_QUIET_HOURS: "",
       MESSAGE_DISPATCH_POLL_MS: "100",
       ...this.o.env,
+      ...this.o.unitEnv?.[u],
     };
   }
 
@@ -170,6 +207,7 @@ export class Platform {
       }),
     );
     await this.smsc.stop();
+    await this.smtp.stop();
     await this.admin?.deleteTopics({ topics: this.allTopics() }).catch(() => {});
     await this.admin?.disconnect();
     const admin = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/postgres" });

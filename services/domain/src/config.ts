@@ -50,6 +50,11 @@ export const spec = defineConfig({
     default: 10,
     description: "PostgreSQL connections of the domain unit.",
   },
+  DOMAIN_EVENTS_TOPIC: {
+    type: "string",
+    default: "domain.events",
+    description: "Topic the line events (activations, plan changes, terminations) are published to.",
+  },
   DOMAIN_OUTBOX_POLL_MS: {
     type: "int",
     min: 10,

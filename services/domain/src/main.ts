@@ -3,6 +3,7 @@ import { postgresFor, runUnit, serverSettings } from "../../kit/src/bootstrap.js
 import { ConfigError } from "../../kit/src/config.js";
 import { createKafka, createProducer } from "../../kit/src/kafka.js";
 import { OutboxRelay } from "../../kit/src/outbox-relay.js";
+import { TOPICS } from "../../kit/src/topics.js";
 import { readConfig } from "./config.js";
 import { PiiCipher, parseKeyRing } from "./pii/cipher.js";
 import { policy } from "./routes.js";
@@ -37,6 +38,7 @@ await runUnit({
       logger,
       batchSize: config.DOMAIN_OUTBOX_BATCH_SIZE,
       pollIntervalMs: config.DOMAIN_OUTBOX_POLL_MS,
+      topics: { [TOPICS.domainEvents]: config.DOMAIN_EVENTS_TOPIC },
     });
     ctx.lifecycle.onShutdown("drain", "outbox-relay", () => relay.stop());
     relay.start();

@@ -41,6 +41,11 @@ export interface OutboxRelayOptions {
   batchSize?: number;
   /** Pause after a round that found nothing to send. */
   pollIntervalMs?: number;
+  /**
+   * The Kafka topic of a row's stream when it is not the one the row names (rows name the
+   * standard topic, e.g. "domain.events"; a deployment or a test may publish it elsewhere).
+   */
+  topics?: Record<string, string>;
 }
 
 interface OutboxRow {
@@ -149,6 +154,7 @@ export class OutboxRelay {
         [this.batchSize],
       );
       if (rows.length === 0) return 0;
+      for (const r of rows) r.topic = this.o.topics?.[r.topic] ?? r.topic;
       const sent = await this.publish(rows);
       if (sent.length > 0) {
         await trx(this.table)

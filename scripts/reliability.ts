@@ -1,0 +1,780 @@
+/**
+ * `npm run reliability`: the whole platform as one system, under faults. The four units run as
+ * their own processes (as `npm start` runs them) on PostgreSQL, Kafka, a Redis of the run's own
+ * with an append-only file fsynced on every write, and a real SMPP server. Then:
+ *
+ *   1. the scenario: lines seeded through the domain unit; usage driven through Kafka until every
+ *      line crosses 50, 80 and 100 %, each alert one SMS at the SMSC; billing of last month
+ *      (for lines active all of it), each bill one SMS;
+ *   2. one round of the same load per fault, the fault injected in the middle of it: each unit
+ *      SIGKILLed and restarted, several at once, the Kafka broker, Redis, PostgreSQL, the SMSC
+ *      unreachable, a second aggregator joining and leaving the consumer group; the batch unit
+ *      SIGKILLed during a billing run;
+ *   3. hostile input: every RPC of every unit over gRPC and Connect, every topic;
+ *   4. the RPCs operators use most under load from a second process while a round runs.
+ *
+ * Each round ends with a reconciliation (expected vs observed events, alerts, invoices,
+ * messages) and the time to recover. The last line is JSON; any loss or duplicate makes the exit
+ * code 1.
+ *
+ *   npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only f1,f2] [--smoke]
+ *   npm run scenario    (= --scenario: the whole flow once, no faults, no hostile input)
+ */
+import { execFileSync, spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
+import { mkdirSync, openSync, readdirSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import type { Producer } from "kafkajs";
+import { BatchStatus, BillingJobService } from "../gen/telco/batch/v1/billing_pb.js";
+import { Channel, DeliveryStatus } from "../gen/telco/message/v1/events_pb.js";
+import { MessageService } from "../gen/telco/message/v1/message_pb.js";
+import { TemplateService, VariableType } from "../gen/telco/message/v1/template_pb.js";
+import { UsageEventSchema } from "../gen/telco/usage/v1/events_pb.js";
+import { UsageService } from "../gen/telco/usage/v1/usage_pb.js";
+import { createKafka, createProducer, encodeRecord, publish } from "../services/kit/src/kafka.js";
+import { createLogger } from "../services/kit/src/logger.js";
+import { createKnex } from "../services/kit/src/postgres.js";
+import { ZonedTime } from "../services/kit/src/zoned-time.js";
+import { tokenFor } from "../test/support/auth.js";
+import { grpcClient } from "../test/support/clients.js";
+import { KAFKA_BROKERS } from "../test/support/env.js";
+import { Platform, type Unit } from "../test/support/platform.js";
+import { spawnScript, spawnUnit, type UnitProcess, waitForLog } from "../test/support/processes.js";
+// @ts-expect-error: a plain .mjs module shared with `npm run infra:up`
+import { infraUp } from "./infra/lib.mjs";
+import { cli } from "./lib/cli.js";
+import { LocalRedis } from "./lib/local-redis.js";
+import { type HostileReport, hostileInput } from "./lib/reliability/hostile.js";
+import {
+  ALERT_LEVELS,
+  alertBalance,
+  type LineUnderTest,
+  median,
+  type Reconciliation,
+  tally,
+} from "./lib/reliability/ledger.js";
+
+const USAGE =
+  "usage: npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only fault,...] [--smoke | --scenario]";
+const FAULTS = [
+  "none",
+  "kill-usage",
+  "kill-message",
+  "kill-domain",
+  "kill-several",
+  "kafka",
+  "redis",
+  "postgres",
+  "smsc",
+  "rebalance",
+] as const;
+type Fault = (typeof FAULTS)[number];
+const { values, num, fail } = cli("reliability", USAGE, {
+  "lines-per-round": { type: "string", default: "6" },
+  "billing-lines": { type: "string", default: "20" },
+  "smsc-outage-s": { type: "string", default: "60" },
+  "load-s": { type: "string", default: "10" },
+  only: { type: "string" },
+  smoke: { type: "boolean", default: false },
+  scenario: { type: "boolean", default: false },
+});
+const SMOKE = values.smoke === true;
+const SCENARIO = values.scenario === true;
+if (SMOKE && SCENARIO) fail("--smoke and --scenario are two different runs: give one");
+if (SCENARIO && values.only !== undefined) fail("--scenario runs no faults: --only does not apply");
+const LINES = SMOKE ? Math.min(num("lines-per-round", 1, 10_000), 3) : num("lines-per-round", 1, 10_000);
+const BILLING_LINES = SMOKE ? Math.min(num("billing-lines", 1, 100_000), 10) : num("billing-lines", 1, 100_000);
+const LOAD_S = SMOKE ? Math.min(num("load-s", 1, 3600), 5) : num("load-s", 1, 3600);
+const OUTAGE_MS = (SMOKE ? Math.min(num("smsc-outage-s", 1, 3600), 15) : num("smsc-outage-s", 1, 3600)) * 1000;
+const only = values.only === undefined ? undefined : String(values.only).split(",");
+for (const f of only ?? [])
+  if (!(FAULTS as readonly string[]).includes(f)) fail(`--only: unknown fault ${f} (one of ${FAULTS.join(", ")})`);
+const rounds: Fault[] = SCENARIO ? ["none"] : FAULTS.filter((f) => only === undefined || only.includes(f));
+const WAVES = 11;
+const WAVE_MS = 400;
+const FAULT_AT_WAVE = 4;
+const RECOVERY_TIMEOUT_MS = 240_000;
+const log = (s: string) => process.stderr.write(`[reliability] ${s}\n`);
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const zone = new ZonedTime("Asia/Seoul");
+const monthLabel = (ms: number) => {
+  const f = zone.fields(ms);
+  return `${f.year}-${String(f.month).padStart(2, "0")}`;
+};
+const THIS_MONTH = monthLabel(Date.now());
+const LAST_MONTH = (() => {
+  const f = zone.fields(Date.now());
+  const [y, m] = f.month === 1 ? [f.year - 1, 12] : [f.year, f.month - 1];
+  return `${y}-${String(m).padStart(2, "0")}`;
+})();
+
+const redis = new LocalRedis({ durable: true });
+let platform: Platform;
+let producer: Producer;
+const runId = randomUUID().slice(0, 8);
+const extra = new Set<UnitProcess>();
+
+async function main(): Promise<void> {
+  const t0 = Date.now();
+  await infraUp({ only: ["postgres", "kafka"], quiet: true });
+  await redis.start(0);
+  log(`redis of the run on ${redis.url} (append-only file, fsync on every write)`);
+  platform = new Platform({
+    redisUrl: redis.url,
+    numbers: rounds.length * LINES + BILLING_LINES + 50,
+    unitEnv: {
+      // Small chunks and a short lease: a run long enough to be killed in, resumed soon after.
+      batch: { BATCH_CHUNK_SIZE: "1", BATCH_LEASE_MS: "2000", BATCH_HEARTBEAT_MS: "300" },
+    },
+  });
+  await platform.start();
+  await platform.alertTemplates();
+  await billTemplate();
+  producer = await newProducer();
+  log(`platform up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+
+  const results: Reconciliation[] = [];
+  let load: LoadReport | undefined;
+  for (const fault of rounds) {
+    if (fault === "none" && !SCENARIO) {
+      // The operators' RPCs under load from a second process: once with the pipeline idle (the
+      // baseline), once while this round's usage flows.
+      const idle = await heldLoad();
+      const during = heldLoad();
+      results.push(await round(fault));
+      load = { idle, busy: await during };
+    } else results.push(await round(fault));
+  }
+  results.push(await billing(!SCENARIO));
+  const hostile = SCENARIO ? undefined : await hostileInput(platform, producer);
+  const report = summary(results, hostile, load, Date.now() - t0);
+  await teardown();
+  process.stdout.write(`${JSON.stringify(report)}\n`);
+  process.exitCode = report.ok ? 0 : 1;
+}
+
+async function billTemplate(): Promise<void> {
+  const t = grpcClient(TemplateService, platform.urlOf("message"), await tokenFor("admin"));
+  const created = await t.createTemplate({
+    name: "invoice-issued",
+    channel: Channel.EMAIL,
+    locale: "ko-KR",
+    subject: "{{month}} 청구서",
+    body: "<p>{{month}} 청구 금액은 <b>{{total}}원</b>입니다.</p>",
+    variables: [
+      { name: "month", type: VariableType.STRING, required: true, example: "2026-11" },
+      { name: "total", type: VariableType.MONEY, required: true, example: "60500" },
+    ],
+  });
+  await t.publishTemplate({ templateId: created.template?.templateId as string, version: 1 });
+}
+
+async function newProducer(): Promise<Producer> {
+  // Its own client's complaints (a broker down is one of the faults) go to stderr, at warn: stdout
+  // ends with the JSON line.
+  const logger = createLogger({ unit: "reliability", level: "warn", destination: process.stderr });
+  const kafka = createKafka({ brokers: KAFKA_BROKERS, clientId: "reliability", logger });
+  return createProducer(kafka);
+}
+
+/** Sends until the broker takes it (a broker down for a while is a fault the load rides out). */
+async function send(messages: Parameters<typeof publish>[1][number]["messages"]): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await publish(producer, [{ topic: platform.topics.usage, messages }]);
+      return;
+    } catch (e) {
+      if (attempt % 10 === 1) log(`publish failed (${(e as Error).message}); retrying`);
+      await sleep(500);
+      if (attempt % 4 === 0) {
+        await producer.disconnect().catch(() => {});
+        producer = await newProducer().catch(() => producer);
+      }
+    }
+  }
+}
+
+/** `n` new lines through the domain unit, each known to the usage unit with its quota. */
+async function seedLines(n: number): Promise<LineUnderTest[]> {
+  const usage = grpcClient(UsageService, platform.urlOf("usage"), await tokenFor("operator"));
+  const out: LineUnderTest[] = [];
+  for (let i = 0; i < n; i++) {
+    const l = await platform.line();
+    out.push({ subscriptionId: l.subscriptionId, msisdn: l.msisdn, email: l.personal[1] as string, quotaBytes: 0n });
+  }
+  for (const l of out) {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      const u = await usage
+        .getLineUsage({ subscriptionId: l.subscriptionId, month: THIS_MONTH })
+        .catch(() => undefined);
+      if (u?.quotaKnown && u.quotaBytes > 0n) {
+        l.quotaBytes = u.quotaBytes;
+        break;
+      }
+      if (Date.now() > deadline) {
+        const k = createKnex({ url: platform.url, schema: "domain", poolMax: 1 });
+        const outbox = await k.raw(
+          "select outbox_id, published_at is not null as published from domain.outbox where key = ?",
+          [l.subscriptionId],
+        );
+        await k.destroy();
+        throw new Error(
+          `the usage unit never learnt ${l.subscriptionId}'s quota: known ${u?.quotaKnown} quota ${u?.quotaBytes}; outbox ${JSON.stringify(outbox.rows)}`,
+        );
+      }
+      await sleep(200);
+    }
+  }
+  return out;
+}
+
+/** Each event is a tenth of the quota and a byte: the 5th crosses 50 %, the 8th 80 %, the 10th 100 %. */
+const eventBytes = (l: LineUnderTest) => l.quotaBytes / 10n + 1n;
+
+interface Injected {
+  /** Resolves once the fault is over (the part restarted, the peer back). */
+  over: Promise<void>;
+  at: number;
+}
+
+async function inject(fault: Fault): Promise<Injected> {
+  const at = Date.now();
+  const restart = async (units: Unit[]) => {
+    await Promise.all(units.map((u) => platform.kill(u)));
+    log(`  SIGKILLed ${units.join(", ")}`);
+    for (const u of ["domain", "usage", "message", "batch"] as Unit[]) if (units.includes(u)) await platform.restart(u);
+    log(`  ${units.join(", ")} listening again after ${Date.now() - at} ms`);
+  };
+  switch (fault) {
+    case "none":
+      return { at, over: Promise.resolve() };
+    case "kill-usage":
+      return { at, over: restart(["usage"]) };
+    case "kill-message":
+      return { at, over: restart(["message"]) };
+    case "kill-domain":
+      return { at, over: restart(["domain"]) };
+    case "kill-several":
+      return { at, over: restart(["usage", "message", "domain"]) };
+    case "kafka": {
+      const broker = kafkaBroker();
+      process.kill(broker.pid, "SIGKILL");
+      log(`  SIGKILLed the Kafka broker (pid ${broker.pid})`);
+      return {
+        at,
+        over: (async () => {
+          while (alive(broker.pid)) await sleep(100);
+          await sleep(2_000);
+          restartBroker(broker);
+          await infraUp({ only: ["kafka"], quiet: true });
+          log(`  Kafka back after ${Date.now() - at} ms`);
+        })(),
+      };
+    }
+    case "redis":
+      await redis.crash();
+      log("  SIGKILLed redis-server");
+      return {
+        at,
+        over: (async () => {
+          await sleep(2_000);
+          await redis.recover();
+          log(`  redis-server back (append-only file replayed) after ${Date.now() - at} ms`);
+        })(),
+      };
+    case "postgres": {
+      const version = readdirSync("/etc/postgresql").sort().at(-1) as string;
+      return {
+        at,
+        over: (async () => {
+          execFileSync("pg_ctlcluster", ["--skip-systemctl-redirect", version, "main", "restart", "-m", "fast"]);
+          log(`  PostgreSQL ${version} restarted in ${Date.now() - at} ms`);
+        })(),
+      };
+    }
+    case "smsc":
+      await platform.smsc.down();
+      log(`  SMSC unreachable for ${OUTAGE_MS / 1000} s`);
+      return {
+        at,
+        over: (async () => {
+          await sleep(OUTAGE_MS);
+          await platform.smsc.up();
+          log("  SMSC back");
+        })(),
+      };
+    case "rebalance": {
+      const port = 20_000 + Math.floor(Math.random() * 20_000);
+      const second = spawnUnit("usage", {
+        ...platform.envOf("usage"),
+        USAGE_PORT: String(port),
+        METRICS_PORT: "0",
+        USAGE_COMPONENTS: "aggregator",
+      });
+      extra.add(second);
+      await waitForLog(second, /unit listening/, 60_000);
+      log("  a second aggregator joined the consumer group");
+      return {
+        at,
+        over: (async () => {
+          await sleep(WAVE_MS * 4);
+          second.child.kill("SIGTERM");
+          await second.exited;
+          extra.delete(second);
+          log("  the second aggregator left (SIGTERM)");
+        })(),
+      };
+    }
+  }
+}
+
+/**
+ * The running broker (whichever checkout's `npm run infra:up` started it): its pid, command line
+ * and directory, read from /proc, so that it can be started again exactly as it was, on its own
+ * data (a checkout that did not start it would otherwise start an empty broker of its own).
+ */
+function kafkaBroker(): { pid: number; argv: string[]; cwd: string } {
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const argv = readFileSync(`/proc/${entry}/cmdline`, "utf8").split("\0").filter(Boolean);
+      if (argv.includes("kafka.Kafka")) return { pid: Number(entry), argv, cwd: realpathSync(`/proc/${entry}/cwd`) };
+    } catch {
+      // A process that ended meanwhile.
+    }
+  }
+  throw new Error("no Kafka broker process (kafka.Kafka) is running");
+}
+
+function restartBroker(b: { argv: string[]; cwd: string }): void {
+  mkdirSync(join(b.cwd, ".run"), { recursive: true });
+  const out = openSync(join(b.cwd, ".data", "logs", "kafka.out"), "a");
+  const child = spawn(b.argv[0] as string, b.argv.slice(1), {
+    cwd: b.cwd,
+    detached: true,
+    stdio: ["ignore", out, out],
+  });
+  child.unref();
+  // Where that checkout's `npm run infra:down` looks for it.
+  writeFileSync(join(b.cwd, ".run", "kafka.pid"), String(child.pid));
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+interface LoadStats {
+  calls: number;
+  errors: Record<string, number>;
+  p50_ms: number;
+  p99_ms: number;
+}
+type LoadReport = { idle: Record<string, LoadStats>; busy: Record<string, LoadStats> };
+const loadLines: { subscriptionId: string; phone: string }[] = [];
+
+/** The load client (scripts/lib/reliability/load-client.ts) for LOAD_S seconds; its figures. */
+async function heldLoad(): Promise<Record<string, LoadStats>> {
+  if (loadLines.length === 0) {
+    for (let i = 0; i < 5; i++) {
+      const l = await platform.line();
+      loadLines.push({ subscriptionId: l.subscriptionId, phone: l.personal[2] as string });
+    }
+  }
+  const p = spawnScript("scripts/lib/reliability/load-client.ts", {
+    RELIABILITY_LOAD: JSON.stringify({
+      usageUrl: platform.urlOf("usage"),
+      domainUrl: platform.urlOf("domain"),
+      token: await tokenFor("operator"),
+      month: THIS_MONTH,
+      lines: loadLines.map((l) => l.subscriptionId),
+      phones: loadLines.map((l) => l.phone),
+      seconds: LOAD_S,
+      concurrency: 8,
+    }),
+  });
+  const code = await p.exited;
+  const last = p.stdout().trim().split("\n").at(-1) ?? "";
+  if (code !== 0 || !last.startsWith("{"))
+    throw new Error(`the load client failed (${code}): ${p.stderr().slice(-2000)}`);
+  return JSON.parse(last) as Record<string, LoadStats>;
+}
+
+/** One round: new lines, usage to 110 % in waves with producer duplicates, the fault in the middle. */
+async function round(fault: Fault): Promise<Reconciliation> {
+  log(`round ${fault}: seeding ${LINES} lines`);
+  const lines = await seedLines(LINES);
+  const usage = grpcClient(UsageService, platform.urlOf("usage"), await tokenFor("operator"));
+  const event = (l: LineUnderTest, seq: number) =>
+    encodeRecord(
+      UsageEventSchema,
+      create(UsageEventSchema, {
+        eventId: `rel-${runId}-${l.subscriptionId}-${seq}`,
+        subscriptionId: l.subscriptionId,
+        seq: BigInt(seq),
+        bytes: eventBytes(l),
+        occurredAt: timestampFromMs(Date.now()),
+        source: "reliability",
+      }),
+      { key: l.subscriptionId },
+    );
+  let sent = 0;
+  let duplicates = 0;
+  let injected: Injected | undefined;
+  const before = platform.smsc.submitted.length;
+  for (let wave = 1; wave <= WAVES; wave++) {
+    if (wave === FAULT_AT_WAVE) injected = await inject(fault);
+    const messages = lines.map((l) => event(l, wave));
+    // A producer's retry: every third line's previous event again (same id and seq).
+    if (wave > 1) for (const [i, l] of lines.entries()) if (i % 3 === 0) messages.push(event(l, wave - 1));
+    duplicates += messages.length - lines.length;
+    await send(messages);
+    sent += messages.length;
+    await sleep(WAVE_MS);
+  }
+  const fi = injected as Injected;
+  await fi.over;
+  // Whole again: every counter at its total, every line its three alerts.
+  const expected = new Map(lines.map((l) => [l.subscriptionId, eventBytes(l) * BigInt(WAVES)]));
+  const deadline = Date.now() + RECOVERY_TIMEOUT_MS;
+  let used = new Map<string, bigint>();
+  for (;;) {
+    used = await usedBytes(usage, lines);
+    const t = tally(platform.smsc.submitted.slice(before), lines);
+    const whole =
+      lines.every((l) => used.get(l.subscriptionId) === expected.get(l.subscriptionId)) &&
+      alertBalance(t, ALERT_LEVELS).lost === 0;
+    if (whole || Date.now() > deadline) break;
+    await sleep(250);
+  }
+  const recovery = Date.now() - fi.at;
+  // Late doubles would show now.
+  await sleep(3_000);
+  used = await usedBytes(usage, lines);
+  const t = tally(platform.smsc.submitted.slice(before), lines);
+  const a = alertBalance(t, ALERT_LEVELS);
+  let lost = 0;
+  let doubled = 0;
+  let counted = 0;
+  for (const l of lines) {
+    const diff = (used.get(l.subscriptionId) ?? 0n) - (expected.get(l.subscriptionId) as bigint);
+    const n = Number(diff / eventBytes(l));
+    if (n < 0) lost -= n;
+    else doubled += n;
+    counted += Number((used.get(l.subscriptionId) ?? 0n) / eventBytes(l));
+  }
+  const delivered = await deliveredCount(lines);
+  const r: Reconciliation = {
+    round: `round-${fault}`,
+    fault,
+    injected: fault === "none" ? 0 : 1,
+    lines: lines.length,
+    events_produced: lines.length * WAVES,
+    events_sent: sent,
+    duplicates_sent: duplicates,
+    events_counted: counted,
+    events_lost: lost,
+    events_doubled: doubled,
+    dead_lettered: 0,
+    alerts_expected: lines.length * ALERT_LEVELS.length,
+    alerts_sent: a.sent,
+    alerts_lost: a.lost,
+    alerts_doubled: a.doubled,
+    invoices_expected: 0,
+    invoices_written: 0,
+    invoices_wrong: 0,
+    bills_expected: 0,
+    bills_sent: 0,
+    messages_submitted: platform.smsc.submitted.length - before,
+    messages_delivered: delivered,
+    messages_lost: a.lost,
+    messages_doubled: a.doubled,
+    recovery_ms: recovery,
+  };
+  log(
+    `round ${fault}: events ${counted}/${r.events_produced} counted (${duplicates} duplicates sent, lost ${lost}, doubled ${doubled}); ` +
+      `alerts ${a.sent}/${r.alerts_expected} (lost ${a.lost}, doubled ${a.doubled}); SMS ${r.messages_submitted} submitted, ${delivered} delivered; whole after ${recovery} ms`,
+  );
+  return r;
+}
+
+async function usedBytes(
+  usage: ReturnType<typeof grpcClient<typeof UsageService>>,
+  lines: LineUnderTest[],
+): Promise<Map<string, bigint>> {
+  const out = new Map<string, bigint>();
+  await Promise.all(
+    lines.map(async (l) => {
+      const u = await usage
+        .getLineUsage({ subscriptionId: l.subscriptionId, month: THIS_MONTH })
+        .catch(() => undefined);
+      if (u) out.set(l.subscriptionId, u.usedBytes);
+    }),
+  );
+  return out;
+}
+
+/** Messages the message unit reports DELIVERED (the SMSC's receipt came back) for the lines. */
+async function deliveredCount(lines: LineUnderTest[]): Promise<number> {
+  const messages = grpcClient(MessageService, platform.urlOf("message"), await tokenFor("operator"));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    let delivered = 0;
+    let submitted = 0;
+    for (const l of lines) {
+      const r = await messages.listMessages({ subscriptionId: l.subscriptionId, pageSize: 100 }).catch(() => undefined);
+      for (const m of r?.messages ?? []) {
+        submitted += 1;
+        // An e-mail's last word is the SMTP server's acceptance (no receipts come back).
+        if (m.status === DeliveryStatus.DELIVERED || (m.channel === Channel.EMAIL && m.status === DeliveryStatus.SENT))
+          delivered += 1;
+      }
+    }
+    if (delivered === submitted || Date.now() > deadline) return delivered;
+    await sleep(500);
+  }
+}
+
+/**
+ * Billing of last month for lines active all of it (seeded now, their start moved back 70 days:
+ * the scenario's one shift of time), with the batch unit SIGKILLed in the middle of the run and
+ * the run resumed; every line one invoice with the plan's fee and VAT, and one bill SMS.
+ */
+async function billing(kill: boolean): Promise<Reconciliation> {
+  log(`billing: seeding ${BILLING_LINES} lines active all of ${LAST_MONTH}`);
+  const lines = await seedLines(BILLING_LINES);
+  const knex = createKnex({ url: platform.url, schema: "domain", poolMax: 1 });
+  const ids = lines.map((l) => l.subscriptionId);
+  let feeKrw = 0;
+  try {
+    await knex.raw(
+      "update domain.subscriptions set activated_at = now() - interval '70 days' where subscription_id = any(?)",
+      [ids],
+    );
+    await knex.raw(
+      "update domain.subscription_plan set valid = tstzrange(now() - interval '70 days', upper(valid), '[)') where subscription_id = any(?)",
+      [ids],
+    );
+    const plan = await knex("domain.plans").where({ plan_id: "5G-SLIM-8G" }).first<{ monthly_fee_krw: string }>();
+    feeKrw = Number(plan.monthly_fee_krw);
+  } finally {
+    await knex.destroy();
+  }
+  const mailsBefore = platform.smtp.mails.length;
+  const batch = () => tokenFor("operator").then((t) => grpcClient(BillingJobService, platform.urlOf("batch"), t));
+  const started = await (await batch()).startBillingJob({ month: LAST_MONTH, partitions: 2 });
+  const id = started.execution?.jobExecutionId as bigint;
+  const at = Date.now();
+  // Killed as soon as it has written something and before it ends.
+  let killedAt = "";
+  for (; kill; ) {
+    const e = (await (await batch()).getJobExecution({ jobExecutionId: id })).execution;
+    const done = (e?.steps ?? []).reduce((s, x) => s + x.writeCount, 0n);
+    if (e && (e.status === BatchStatus.COMPLETED || done > 0n)) {
+      killedAt = `${done} of ${BILLING_LINES} invoices written, ${BatchStatus[e.status]}`;
+      break;
+    }
+    await sleep(5);
+  }
+  if (kill) {
+    await platform.kill("batch");
+    log(`billing: batch SIGKILLed at ${killedAt}`);
+    await platform.restart("batch");
+  }
+  // The dead run's lease runs out; starting the month again resumes it.
+  let completed = false;
+  const deadline = Date.now() + RECOVERY_TIMEOUT_MS;
+  while (!completed && Date.now() < deadline) {
+    const c = await batch();
+    const r = await c.startBillingJob({ month: LAST_MONTH, partitions: 2 }).catch((e: Error) => e);
+    if (r instanceof Error) {
+      if (/already billed/.test(r.message)) completed = true;
+      else await sleep(500);
+      continue;
+    }
+    const next = r.execution?.jobExecutionId as bigint;
+    for (;;) {
+      const e = (await c.getJobExecution({ jobExecutionId: next })).execution;
+      if (e?.status === BatchStatus.COMPLETED) {
+        completed = true;
+        break;
+      }
+      if (e && [BatchStatus.FAILED, BatchStatus.STOPPED, BatchStatus.ABANDONED].includes(e.status)) break;
+      await sleep(200);
+    }
+  }
+  const rows = await (async () => {
+    const k = createKnex({ url: platform.url, schema: "billing", poolMax: 1 });
+    try {
+      return await k("billing.invoices")
+        .whereIn("subscription_id", ids)
+        .andWhere({ month: LAST_MONTH })
+        .select<{ subscription_id: string; total_krw: string }[]>("subscription_id", "total_krw");
+    } finally {
+      await k.destroy();
+    }
+  })();
+  const expectedTotal = feeKrw + Math.round(feeKrw / 10);
+  const wrong = rows.filter((r) => Number(r.total_krw) !== expectedTotal).length + (BILLING_LINES - rows.length);
+  // Each bill one e-mail to the line's customer (the bill template is an e-mail one).
+  const mailsTo = () => {
+    const count = new Map(lines.map((l) => [l.subscriptionId, 0]));
+    const byEmail = new Map(lines.map((l) => [l.email.toLowerCase(), l.subscriptionId]));
+    for (const m of platform.smtp.mails.slice(mailsBefore)) {
+      for (const to of m.to) {
+        const sid = byEmail.get(to.toLowerCase());
+        if (sid) count.set(sid, (count.get(sid) ?? 0) + 1);
+      }
+    }
+    return count;
+  };
+  const t0 = Date.now();
+  while ([...mailsTo().values()].some((n) => n === 0) && Date.now() - t0 < 60_000) await sleep(250);
+  const recovery = Date.now() - at;
+  await sleep(3_000);
+  const bills = mailsTo();
+  const sent = [...bills.values()].reduce((s, n) => s + n, 0);
+  const doubled = [...bills.values()].reduce((s, n) => s + Math.max(0, n - 1), 0);
+  const missing = [...bills.values()].filter((n) => n === 0).length;
+  const delivered = await deliveredCount(lines);
+  const r: Reconciliation = {
+    round: kill ? "billing-kill-batch" : "billing",
+    fault: kill ? "kill-batch" : "none",
+    injected: kill ? 1 : 0,
+    lines: lines.length,
+    events_produced: 0,
+    events_sent: 0,
+    duplicates_sent: 0,
+    events_counted: 0,
+    events_lost: 0,
+    events_doubled: 0,
+    dead_lettered: 0,
+    alerts_expected: 0,
+    alerts_sent: 0,
+    alerts_lost: 0,
+    alerts_doubled: 0,
+    invoices_expected: BILLING_LINES,
+    invoices_written: rows.length,
+    invoices_wrong: wrong,
+    bills_expected: BILLING_LINES,
+    bills_sent: sent,
+    messages_submitted: platform.smtp.mails.length - mailsBefore,
+    messages_delivered: delivered,
+    messages_lost: missing,
+    messages_doubled: doubled,
+    recovery_ms: recovery,
+  };
+  log(
+    `billing: ${rows.length}/${BILLING_LINES} invoices (${wrong} wrong, ₩${expectedTotal.toLocaleString("en-US")} each expected); ` +
+      `bill e-mails ${sent} sent (${missing} missing, ${doubled} doubled), ${delivered} delivered; ` +
+      `completed ${completed}; whole after ${recovery} ms`,
+  );
+  if (!completed) r.invoices_wrong += 1;
+  return r;
+}
+
+function summary(
+  results: Reconciliation[],
+  hostile: HostileReport | undefined,
+  load: LoadReport | undefined,
+  ms: number,
+) {
+  const sum = (k: keyof Reconciliation) => results.reduce((s, r) => s + (r[k] as number), 0);
+  const table = [
+    "| round | injected | events expected / counted | lost / doubled | alerts expected / sent | lost / doubled | invoices expected / written (wrong) | bills expected / sent | SMS submitted / delivered | recovery |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+    ...results.map(
+      (r) =>
+        `| ${r.round} | ${r.injected} | ${r.events_produced} / ${r.events_counted} | ${r.events_lost} / ${r.events_doubled} | ${r.alerts_expected} / ${r.alerts_sent} | ${r.alerts_lost} / ${r.alerts_doubled} | ${r.invoices_expected} / ${r.invoices_written} (${r.invoices_wrong}) | ${r.bills_expected} / ${r.bills_sent} | ${r.messages_submitted} / ${r.messages_delivered} | ${(r.recovery_ms / 1000).toFixed(1)} s |`,
+    ),
+  ];
+  process.stderr.write(`\n${table.join("\n")}\n\n`);
+  for (const line of hostile?.table ?? []) process.stderr.write(`${line}\n`);
+  if (load) {
+    process.stderr.write(
+      "\n| RPC (8 callers, gRPC) | pipeline | calls | errors | p50 | p99 |\n|---|---|---|---|---|---|\n",
+    );
+    for (const [phase, figures] of Object.entries(load)) {
+      for (const [rpc, f] of Object.entries(figures)) {
+        const errors =
+          Object.entries(f.errors)
+            .map(([c, n]) => `${c} ${n}`)
+            .join(", ") || "0";
+        process.stderr.write(`| ${rpc} | ${phase} | ${f.calls} | ${errors} | ${f.p50_ms} ms | ${f.p99_ms} ms |\n`);
+      }
+    }
+  }
+  const report = {
+    events_lost: sum("events_lost"),
+    events_doubled: sum("events_doubled"),
+    alerts_lost: sum("alerts_lost"),
+    alerts_doubled: sum("alerts_doubled"),
+    invoices_wrong: sum("invoices_wrong"),
+    messages_doubled: sum("messages_doubled"),
+    messages_lost: sum("messages_lost"),
+    faults_injected: sum("injected"),
+    events_produced: sum("events_produced"),
+    duplicates_sent: sum("duplicates_sent"),
+    alerts_expected: sum("alerts_expected"),
+    invoices_expected: sum("invoices_expected"),
+    messages_submitted: sum("messages_submitted"),
+    messages_delivered: sum("messages_delivered"),
+    recovery_ms_median: median(results.filter((r) => r.injected > 0).map((r) => r.recovery_ms)),
+    hostile_inputs: hostile?.inputs ?? 0,
+    hostile_bad_answers: hostile?.badAnswers ?? 0,
+    dead_lettered_expected: hostile?.deadLetteredExpected ?? 0,
+    dead_lettered: hostile?.deadLettered ?? 0,
+    good_records_after_garbage: hostile?.goodAfterGarbage ?? true,
+    units_crashed: hostile?.crashed ?? 0,
+    load_errors: load
+      ? Object.values(load.busy).reduce((s, f) => s + Object.values(f.errors).reduce((a, b) => a + b, 0), 0)
+      : 0,
+    load_p50_ms: load ? Object.fromEntries(Object.entries(load.busy).map(([rpc, f]) => [rpc, f.p50_ms])) : {},
+    load_p99_ms: load ? Object.fromEntries(Object.entries(load.busy).map(([rpc, f]) => [rpc, f.p99_ms])) : {},
+    load_p50_ratio_busy_to_idle: load
+      ? Object.fromEntries(
+          Object.entries(load.busy).map(([rpc, f]) => [
+            rpc,
+            Number((f.p50_ms / Math.max(load.idle[rpc]?.p50_ms ?? 0, 0.001)).toFixed(2)),
+          ]),
+        )
+      : {},
+    elapsed_s: Number((ms / 1000).toFixed(1)),
+    rounds: results.map((r) => ({ round: r.round, recovery_ms: r.recovery_ms })),
+    ok: false,
+  };
+  report.ok =
+    report.events_lost === 0 &&
+    report.events_doubled === 0 &&
+    report.alerts_lost === 0 &&
+    report.alerts_doubled === 0 &&
+    report.invoices_wrong === 0 &&
+    report.messages_doubled === 0 &&
+    report.messages_lost === 0 &&
+    report.hostile_bad_answers === 0 &&
+    report.dead_lettered === report.dead_lettered_expected &&
+    report.good_records_after_garbage &&
+    report.units_crashed === 0 &&
+    report.load_errors === 0;
+  return report;
+}
+
+async function teardown(): Promise<void> {
+  for (const p of extra) p.child.kill("SIGKILL");
+  await producer?.disconnect().catch(() => {});
+  await platform?.stop().catch((e: Error) => log(`stopping the platform: ${e.message}`));
+  await redis.stop();
+}
+
+main().catch(async (e: Error) => {
+  process.stderr.write(`reliability: ${e.stack ?? e.message}\n`);
+  await teardown().catch(() => {});
+  process.exit(1);
+});
