@@ -270,7 +270,9 @@ describe("the portal in Chromium", () => {
     await openCustomer(page, leaver.phone);
     const lines = page.getByTestId("customer-lines");
     assert.equal(await lines.locator("tbody tr").count(), 1, "the terminated line");
-    assert.match((await lines.locator("tbody tr").first().textContent()) ?? "", /TERMINATED/);
+    const ended = (await lines.locator("tbody tr").first().textContent()) ?? "";
+    assert.match(ended, /TERMINATED/);
+    assert.ok(!ended.includes("무제한"), `a terminated line has no quota, not an unlimited one: ${ended}`);
     // The wizard: plan, then the number (this customer's old number is held for them), then the result.
     await page.getByRole("button", { name: "회선 개통" }).click();
     const wizard = page.getByTestId("activate-wizard");

@@ -35,6 +35,11 @@ export class Platform {
     results: unique("p.message.results"),
     domain: unique("p.domain.events"),
   };
+  /**
+   * Consumer groups, named once: a unit restarted (or a second instance) joins the same group and
+   * resumes from its committed offsets, as in production.
+   */
+  readonly groups = { usage: unique("p-usage"), message: unique("p-message") };
   readonly smsc = new TestSmsc();
   /** A real SMTP server for the e-mail channel (bills). */
   readonly smtp = new TestSmtp();
@@ -138,9 +143,9 @@ export class Platform {
       USAGE_EVENTS_TOPIC: this.topics.usage,
       DOMAIN_EVENTS_TOPIC: this.topics.domain,
       NOTIFICATION_TOPIC: this.topics.notifications,
-      USAGE_GROUP_PREFIX: unique("p-usage"),
+      USAGE_GROUP_PREFIX: this.groups.usage,
       USAGE_RELAY_SWEEP_MS: "200",
-      MESSAGE_GROUP: unique("p-message"),
+      MESSAGE_GROUP: this.groups.message,
       MESSAGE_RESULTS_TOPIC: this.topics.results,
       MESSAGE_SMPP_URL: this.smsc.url,
       MESSAGE_SMTP_URL: this.smtp.url,
@@ -202,8 +207,11 @@ export class Platform {
   async stop(): Promise<void> {
     await Promise.all(
       [...this.procs.values()].map(async (p) => {
-        if (p.child.exitCode === null) p.child.kill("SIGTERM");
+        if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill("SIGTERM");
+        // A unit that does not drain within 30 s is killed.
+        const timer = setTimeout(() => p.child.kill("SIGKILL"), 30_000);
         await p.exited;
+        clearTimeout(timer);
       }),
     );
     await this.smsc.stop();

@@ -346,9 +346,9 @@ export async function hostileInput(platform: Platform, producer: Producer): Prom
   let crashed = 0;
   for (const u of ["domain", "usage", "message", "batch"] as Unit[]) {
     const p = platform.procs.get(u);
-    if (p && p.child.exitCode !== null) {
+    if (p && (p.child.exitCode !== null || p.child.signalCode !== null)) {
       crashed += 1;
-      bad.push(`${u} exited (${p.child.exitCode}) during the hostile input`);
+      bad.push(`${u} exited (${p.child.exitCode ?? p.child.signalCode}) during the hostile input`);
     }
   }
   const topics = await hostileRecords(platform, producer);
@@ -489,6 +489,8 @@ async function hostileRecords(
   const month = new Intl.DateTimeFormat("en-CA", { timeZone: "Asia/Seoul", year: "numeric", month: "2-digit" })
     .format(new Date())
     .slice(0, 7);
+  // One good record into each partition, behind the bad ones there: a consumer stuck on a bad
+  // record would leave its partition's good one uncounted.
   for (let i = 1; i <= 3; i++) {
     const good = ev({
       sid: line.subscriptionId,
@@ -496,7 +498,7 @@ async function hostileRecords(
       seq: BigInt(i),
       eventId: `good-${line.subscriptionId}-${i}`,
     });
-    await publish(producer, [{ topic: usage, messages: [good] }]);
+    await publish(producer, [{ topic: usage, messages: [{ ...good, partition: i - 1 }] }]);
   }
   let goodCounted = false;
   const deadline = Date.now() + 60_000;

@@ -37,8 +37,13 @@ async function caller(n: number): Promise<void> {
     const rpc = i % 2 === 0 ? "GetLineUsage" : "SearchCustomers";
     const t0 = performance.now();
     try {
-      if (rpc === "GetLineUsage") await usage.getLineUsage({ subscriptionId: pick(spec.lines), month: spec.month });
-      else await customers.searchCustomers({ query: { case: "phoneNumber", value: pick(spec.phones) } });
+      if (rpc === "GetLineUsage")
+        await usage.getLineUsage({ subscriptionId: pick(spec.lines), month: spec.month }, { timeoutMs: 10_000 });
+      else
+        await customers.searchCustomers(
+          { query: { case: "phoneNumber", value: pick(spec.phones) } },
+          { timeoutMs: 10_000 },
+        );
       stats[rpc].ms.push(performance.now() - t0);
     } catch (e) {
       const code = Code[ConnectError.from(e).code] ?? "Unknown";

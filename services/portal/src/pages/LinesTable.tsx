@@ -15,9 +15,12 @@ export function LinesTable({ lines, testId }: { lines: Line[]; testId: string })
           <Table.Td>
             <Anchor href={href({ page: "line", subscriptionId: l.subscriptionId })}>{l.phoneNumber}</Anchor>
           </Table.Td>
-          <Table.Td>{l.planId}</Table.Td>
+          <Table.Td>{l.planId || "—"}</Table.Td>
           <Table.Td>{LineStatus[l.status]}</Table.Td>
-          <Table.Td>{l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}</Table.Td>
+          {/* A terminated line has no plan in force, so no quota (not "unlimited"). */}
+          <Table.Td>
+            {l.status === LineStatus.TERMINATED ? "—" : l.quotaBytes === 0n ? t("unlimited") : bytes(l.quotaBytes)}
+          </Table.Td>
         </Table.Tr>
       ))}
     </DataTable>
