@@ -196,11 +196,16 @@ describe("tracing", () => {
 
     // Datastore spans from their instrumentations, inside the same trace.
     const byId = new Map(spans.map((s) => [s.spanId, s]));
-    const redisSpan = spans.find(
+    // Other parts of the trace call Redis too (the relay, the message unit): the counting
+    // script's span is the one under the aggregator's consumer span, in whatever order they came.
+    const redisSpans = spans.filter(
       (s) => s.attributes["db.system"] === "redis" || s.attributes["db.system.name"] === "redis",
     );
-    assert.ok(redisSpan, "a Redis span (the aggregator's counting script)");
-    assert.equal(byId.get(redisSpan.parentSpanId)?.spanId, aggregated.spanId);
+    assert.ok(redisSpans.length > 0, "a Redis span (the aggregator's counting script)");
+    assert.ok(
+      redisSpans.some((s) => byId.get(s.parentSpanId)?.spanId === aggregated.spanId),
+      `a Redis span under the aggregator's consumer span (parents: ${redisSpans.map((s) => byId.get(s.parentSpanId)?.name ?? s.parentSpanId).join(", ")})`,
+    );
     const pgSpan = spans.find(
       (s) =>
         s.service === "domain" &&

@@ -43,6 +43,37 @@ export interface Reconciliation {
   recovery_ms: number;
 }
 
+/** A reconciliation with nothing expected or seen yet: a round fills in what it is about. */
+export function blank(round: string, fault: string): Reconciliation {
+  return {
+    round,
+    fault,
+    injected: 0,
+    lines: 0,
+    events_produced: 0,
+    events_sent: 0,
+    duplicates_sent: 0,
+    events_counted: 0,
+    events_lost: 0,
+    events_doubled: 0,
+    dead_lettered: 0,
+    alerts_expected: 0,
+    alerts_sent: 0,
+    alerts_lost: 0,
+    alerts_doubled: 0,
+    invoices_expected: 0,
+    invoices_written: 0,
+    invoices_wrong: 0,
+    bills_expected: 0,
+    bills_sent: 0,
+    messages_submitted: 0,
+    messages_delivered: 0,
+    messages_lost: 0,
+    messages_doubled: 0,
+    recovery_ms: 0,
+  };
+}
+
 export const ALERT_LEVELS = [50, 80, 100] as const;
 
 /** An SMS's alert level, from the scenario's template text ("… 데이터를 80% 사용했습니다."). */

@@ -1,4 +1,4 @@
-import { Alert, Table } from "@mantine/core";
+import { Alert, Badge, Table } from "@mantine/core";
 import type { ReactNode } from "react";
 import type { Problem } from "./api.js";
 
@@ -33,5 +33,14 @@ export function DataTable({ head, testId, children }: { head: string[]; testId: 
         <Table.Tbody>{children}</Table.Tbody>
       </Table>
     </Table.ScrollContainer>
+  );
+}
+
+/** An alert level (50 / 80 / 100 %) as a badge, coloured as the gauge is past it. */
+export function LevelBadge({ level, size }: { level: number; size?: "sm" }) {
+  return (
+    <Badge size={size} color={level >= 100 ? "red" : level >= 80 ? "orange" : "yellow"}>
+      {level}%
+    </Badge>
   );
 }

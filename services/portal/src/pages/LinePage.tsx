@@ -3,6 +3,7 @@ import { Alert, Anchor, Badge, Box, Card, Group, Stack, Text, Title } from "@man
 import { useEffect, useState } from "react";
 import { type GetLineUsageResponse, UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
 import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth } from "../api.js";
+import { LevelBadge } from "../components.js";
 import { type T, useI18n } from "../i18n.js";
 import { Invoices } from "./Invoices.js";
 import { LinePlan } from "./LinePlan.js";
@@ -146,11 +147,7 @@ export function LinePage({ session, subscriptionId }: { session: Session; subscr
               {usage.alertedLevels.length === 0 ? (
                 <Text size="sm">{t("none")}</Text>
               ) : (
-                usage.alertedLevels.map((l) => (
-                  <Badge key={l} color={l >= 100 ? "red" : l >= 80 ? "orange" : "yellow"}>
-                    {l}%
-                  </Badge>
-                ))
+                usage.alertedLevels.map((l) => <LevelBadge key={l} level={l} />)
               )}
             </Group>
           </Stack>

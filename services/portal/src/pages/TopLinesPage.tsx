@@ -1,8 +1,8 @@
-import { Anchor, Badge, Button, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
+import { Anchor, Button, Group, Stack, Table, Text, TextInput, Title } from "@mantine/core";
 import { type FormEvent, useCallback, useEffect, useState } from "react";
 import { type GetLineUsageResponse, UsageService } from "../../../../gen/telco/usage/v1/usage_pb.js";
 import { bytes, clientFor, type Problem, problemOf, type Session, thisMonth, useLatest } from "../api.js";
-import { DataTable, ProblemAlert } from "../components.js";
+import { DataTable, LevelBadge, ProblemAlert } from "../components.js";
 import { useI18n } from "../i18n.js";
 import { href } from "../route.js";
 
@@ -68,9 +68,7 @@ export function TopLinesPage({ session }: { session: Session }) {
               <Table.Td>
                 <Group gap={4}>
                   {l.alertedLevels.map((a) => (
-                    <Badge key={a} size="sm" color={a >= 100 ? "red" : a >= 80 ? "orange" : "yellow"}>
-                      {a}%
-                    </Badge>
+                    <LevelBadge key={a} level={a} size="sm" />
                   ))}
                 </Group>
               </Table.Td>
