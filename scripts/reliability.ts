@@ -19,6 +19,9 @@
  *
  *   npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only f1,f2] [--smoke]
  *   npm run scenario    (= --scenario: the whole flow once, no faults, no hostile input)
+ *   npm run reliability -- --scale 1000000 [--scale-rate 25000] [--scale-reports 3] [--hot-lines 1000]
+ *       (the larger run: N lines seeded, every one reporting, the faults during that load,
+ *        every line's total and the month's billing of them all reconciled)
  */
 import { execFile, spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
@@ -29,6 +32,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import type { Producer } from "kafkajs";
 import { BatchStatus, BillingJobService } from "../gen/telco/batch/v1/billing_pb.js";
+import { SubscriptionService } from "../gen/telco/domain/v1/subscription_pb.js";
 import { Channel, DeliveryStatus } from "../gen/telco/message/v1/events_pb.js";
 import { MessageService } from "../gen/telco/message/v1/message_pb.js";
 import { TemplateService, VariableType } from "../gen/telco/message/v1/template_pb.js";
@@ -43,6 +47,7 @@ import { grpcClient } from "../test/support/clients.js";
 import { KAFKA_BROKERS } from "../test/support/env.js";
 import { Platform, type Unit } from "../test/support/platform.js";
 import { freePort, spawnScript, spawnUnit, type UnitProcess, waitForLog } from "../test/support/processes.js";
+import { testPii } from "../test/support/units.js";
 // @ts-expect-error: a plain .mjs module shared with `npm run infra:up`
 import { infraUp } from "./infra/lib.mjs";
 import { cli } from "./lib/cli.js";
@@ -57,9 +62,19 @@ import {
   type Reconciliation,
   tally,
 } from "./lib/reliability/ledger.js";
+import {
+  checkInvoices,
+  countBills,
+  type InvoiceCheck,
+  lineNumber,
+  monthTotals,
+  UsageModel,
+} from "./lib/reliability/scale.js";
+import { lineId, UsageGenerator } from "./lib/usage-generator.js";
+import { personFor, seed } from "./seed.js";
 
 const USAGE =
-  "usage: npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only fault,...] [--smoke | --scenario]";
+  "usage: npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only fault,...] [--smoke | --scenario | --scale LINES [--scale-rate EVENTS_PER_S] [--scale-reports N] [--hot-lines N]]";
 const FAULTS = [
   "none",
   "kill-usage",
@@ -81,11 +96,23 @@ const { values, num, fail } = cli("reliability", USAGE, {
   only: { type: "string" },
   smoke: { type: "boolean", default: false },
   scenario: { type: "boolean", default: false },
+  scale: { type: "string" },
+  "scale-rate": { type: "string", default: "25000" },
+  "scale-reports": { type: "string", default: "3" },
+  "hot-lines": { type: "string", default: "1000" },
 });
 const SMOKE = values.smoke === true;
 const SCENARIO = values.scenario === true;
 if (SMOKE && SCENARIO) fail("--smoke and --scenario are two different runs: give one");
 if (SCENARIO && values.only !== undefined) fail("--scenario runs no faults: --only does not apply");
+const SCALE = values.scale === undefined ? 0 : num("scale", 1_000, 10_000_000);
+if (SCALE > 0 && (SMOKE || SCENARIO || values.only !== undefined))
+  fail("--scale is a run of its own: give it without --smoke, --scenario or --only");
+const SCALE_RATE = num("scale-rate", 100, 1_000_000);
+const SCALE_REPORTS = num("scale-reports", 1, 100);
+const HOT_LINES = SCALE > 0 ? Math.min(num("hot-lines", 1, 100_000), Math.floor(SCALE / 10)) : 0;
+/** The faults of the larger run, one after the other during its load. */
+const SCALE_FAULTS: Fault[] = ["kill-usage", "redis", "kafka", "rebalance", "postgres", "kill-several"];
 const LINES = SMOKE ? Math.min(num("lines-per-round", 1, 10_000), 3) : num("lines-per-round", 1, 10_000);
 const BILLING_LINES = SMOKE ? Math.min(num("billing-lines", 1, 100_000), 10) : num("billing-lines", 1, 100_000);
 const LOAD_S = SMOKE ? Math.min(num("load-s", 1, 3600), 5) : num("load-s", 1, 3600);
@@ -126,12 +153,18 @@ async function main(): Promise<void> {
   await infraUp({ only: ["postgres", "kafka"], quiet: true });
   await redis.start(0);
   log(`redis of the run on ${redis.url} (append-only file, fsync on every write)`);
+  if (SCALE > 0) await createTopic(BILLS_TOPIC);
   platform = new Platform({
     redisUrl: redis.url,
     numbers: rounds.length * LINES + BILLING_LINES + 50,
     unitEnv: {
-      // Small chunks and a short lease: a run long enough to be killed in, resumed soon after.
-      batch: { BATCH_CHUNK_SIZE: "1", BATCH_LEASE_MS: "2000", BATCH_HEARTBEAT_MS: "300" },
+      batch:
+        SCALE > 0
+          ? // A million bills: chunks of the default size, a lease short enough to resume soon after
+            // the kill, and the bill requests on a topic of the run's own (see scaleRun).
+            { BATCH_LEASE_MS: "5000", BATCH_HEARTBEAT_MS: "1000", NOTIFICATION_TOPIC: BILLS_TOPIC }
+          : // Small chunks and a short lease: a run long enough to be killed in, resumed soon after.
+            { BATCH_CHUNK_SIZE: "1", BATCH_LEASE_MS: "2000", BATCH_HEARTBEAT_MS: "300" },
     },
   });
   await platform.start();
@@ -139,6 +172,15 @@ async function main(): Promise<void> {
   await billTemplate();
   producer = await newProducer();
   log(`platform up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  if (SCALE > 0) {
+    const { results, load, figures } = await scaleRun();
+    const report = { ...summary(results, undefined, load, Date.now() - t0), scale: figures };
+    report.ok = report.ok && figures.ok;
+    await teardown();
+    process.stdout.write(`${JSON.stringify(report)}\n`);
+    process.exitCode = report.ok ? 0 : 1;
+    return;
+  }
 
   const results: Reconciliation[] = [];
   let load: LoadReport | undefined;
@@ -782,27 +824,7 @@ async function billing(kill: boolean): Promise<Reconciliation> {
     await platform.restart("batch");
   }
   // The dead run's lease runs out; starting the month again resumes it.
-  let completed = false;
-  const deadline = Date.now() + RECOVERY_TIMEOUT_MS;
-  while (!completed && Date.now() < deadline) {
-    const c = await batch();
-    const r = await c.startBillingJob({ month: LAST_MONTH, partitions: 2 }).catch((e: Error) => e);
-    if (r instanceof Error) {
-      if (/already billed/.test(r.message)) completed = true;
-      else await sleep(500);
-      continue;
-    }
-    const next = r.execution?.jobExecutionId as bigint;
-    while (Date.now() < deadline) {
-      const e = (await c.getJobExecution({ jobExecutionId: next })).execution;
-      if (e?.status === BatchStatus.COMPLETED) {
-        completed = true;
-        break;
-      }
-      if (e && [BatchStatus.FAILED, BatchStatus.STOPPED, BatchStatus.ABANDONED].includes(e.status)) break;
-      await sleep(200);
-    }
-  }
+  const completed = await billUntilDone(LAST_MONTH, RECOVERY_TIMEOUT_MS);
   const rows = await (async () => {
     const k = createKnex({ url: platform.url, schema: "billing", poolMax: 1 });
     try {
@@ -877,6 +899,423 @@ async function billing(kill: boolean): Promise<Reconciliation> {
   );
   if (!completed) r.invoices_wrong += 1;
   return r;
+}
+
+/**
+ * Starts the month's billing until it is billed: a run whose owner died is resumed once its lease
+ * has lapsed (refused while it still looks alive). Whether it completed within the time.
+ */
+async function billUntilDone(month: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  const batch = () => tokenFor("operator").then((t) => grpcClient(BillingJobService, platform.urlOf("batch"), t));
+  while (Date.now() < deadline) {
+    const c = await batch();
+    const r = await c.startBillingJob({ month, partitions: 2 }).catch((e: Error) => e);
+    if (r instanceof Error) {
+      if (/already billed/.test(r.message)) return true;
+      await sleep(500);
+      continue;
+    }
+    const next = r.execution?.jobExecutionId as bigint;
+    while (Date.now() < deadline) {
+      const e = (await c.getJobExecution({ jobExecutionId: next }).catch(() => undefined))?.execution;
+      if (e?.status === BatchStatus.COMPLETED) return true;
+      if (e && [BatchStatus.FAILED, BatchStatus.STOPPED, BatchStatus.ABANDONED].includes(e.status)) break;
+      await sleep(200);
+    }
+  }
+  return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The larger run (--scale N): N lines seeded with COPY (as `npm run seed` does; N activations
+// through the domain unit's RPCs would take hours), every line reporting through the load
+// generator while the faults hit one after the other, a set of hot lines driven past 100 %
+// alongside, then every line's total compared with what was produced and the month before billed
+// for every line live in it, the batch unit SIGKILLed during it.
+
+const BILLS_TOPIC = `p.bills-${runId}`;
+
+async function createTopic(topic: string): Promise<void> {
+  const kafka = createKafka({
+    brokers: KAFKA_BROKERS,
+    clientId: "reliability-topics",
+    logger: createLogger({ unit: "reliability", level: "error", destination: process.stderr }),
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 3, replicationFactor: 1 }] });
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+async function deleteTopic(topic: string): Promise<void> {
+  const kafka = createKafka({
+    brokers: KAFKA_BROKERS,
+    clientId: "reliability-topics",
+    logger: createLogger({ unit: "reliability", level: "fatal", destination: process.stderr }),
+  });
+  const admin = kafka.admin();
+  await admin.connect();
+  await admin.deleteTopics({ topics: [topic] }).catch(() => {});
+  await admin.disconnect();
+}
+
+/** A producer for the generator that rides out a broker down: a failed send is sent again. */
+async function retryingProducer(): Promise<{ producer: Producer; close: () => Promise<void> }> {
+  let real = await newProducer();
+  let retries = 0;
+  const producer = {
+    send: async (record: Parameters<Producer["send"]>[0]) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await real.send(record);
+        } catch (e) {
+          retries += 1;
+          if (attempt % 10 === 1) log(`  generator: send failed (${(e as Error).message}); sending again`);
+          await sleep(500);
+          if (attempt % 4 === 0) {
+            await real.disconnect().catch(() => {});
+            real = await newProducer().catch(() => real);
+          }
+        }
+      }
+    },
+  } as unknown as Producer;
+  return {
+    producer,
+    close: async () => {
+      if (retries > 0) log(`  generator: ${retries} sends repeated`);
+      await real.disconnect().catch(() => {});
+    },
+  };
+}
+
+interface ScaleFigures {
+  lines: number;
+  hot_lines: number;
+  alerting_lines: number;
+  seed_s: number;
+  database_mb: number;
+  quota_load_s: number;
+  quotas_loaded: number;
+  generator_events: number;
+  generator_duplicates: number;
+  generator_events_per_s: number;
+  load_s: number;
+  drain_s: number;
+  totals_read: number;
+  totals_read_s: number;
+  lines_wrong: number;
+  foreign_lines: number;
+  faults: { fault: string; injected: number; back_ms: number }[];
+  billing_s: number;
+  billing_killed_at: string;
+  invoices: InvoiceCheck;
+  bill_records: number;
+  bill_lines: number;
+  ok: boolean;
+}
+
+async function scaleRun(): Promise<{ results: Reconciliation[]; load: LoadReport; figures: ScaleFigures }> {
+  const N = SCALE;
+  const H = HOT_LINES;
+  log(`scale: seeding ${N.toLocaleString("en-US")} lines into ${platform.db} (COPY, as npm run seed does)`);
+  const s0 = Date.now();
+  const seeded = await seed({ url: platform.url, pii: testPii, lines: N, log: (l) => log(`  seed: ${l}`) });
+  const seedS = (Date.now() - s0) / 1000;
+  {
+    const k = createKnex({ url: platform.url, schema: "domain", poolMax: 1 });
+    const r = await k.raw<{ rows: { n: string; lo: string; hi: string }[] }>(
+      "select count(*) as n, min(subscription_id) as lo, max(subscription_id) as hi from domain.subscriptions",
+    );
+    await k.destroy();
+    const row = r.rows[0];
+    if (Number(row?.n) !== N || row?.lo !== lineId(1) || row?.hi !== lineId(N))
+      throw new Error(
+        `the seed made ${row?.n} lines ${row?.lo}..${row?.hi}, not ${N} lines ${lineId(1)}..${lineId(N)}`,
+      );
+  }
+  log(`scale: seeded in ${seedS.toFixed(0)} s; the usage unit loads every quota from the domain unit (ReloadQuotas)`);
+  const q0 = Date.now();
+  const usageAdmin = grpcClient(UsageService, platform.urlOf("usage"), await tokenFor("service"));
+  const reloaded = await usageAdmin.reloadQuotas({}, { timeoutMs: 1_800_000 });
+  const quotaS = (Date.now() - q0) / 1000;
+  log(`scale: ${reloaded.linesLoaded} quotas loaded in ${quotaS.toFixed(1)} s`);
+
+  // The hot lines: the last H, outside the generator's range (their events have sequences of
+  // their own). Those with a quota must get one SMS per level; unlimited ones none.
+  const usage = grpcClient(UsageService, platform.urlOf("usage"), await tokenFor("operator"));
+  const contacts = grpcClient(SubscriptionService, platform.urlOf("domain"), await tokenFor("service"));
+  const hot: LineUnderTest[] = [];
+  for (let first = N - H + 1; first <= N; first += 50) {
+    const batch = Array.from({ length: Math.min(50, N + 1 - first) }, (_, j) => lineId(first + j));
+    hot.push(
+      ...(await Promise.all(
+        batch.map(async (subscriptionId) => {
+          const u = await usage.getLineUsage({ subscriptionId, month: THIS_MONTH });
+          if (!u.quotaKnown) throw new Error(`the usage unit has no quota for ${subscriptionId} after the reload`);
+          const c = await contacts.getLineContact({ subscriptionId });
+          return {
+            subscriptionId,
+            msisdn: `82${c.phoneNumber.replace(/\D/g, "").slice(1)}`,
+            email: "",
+            quotaBytes: u.quotaBytes,
+          };
+        }),
+      )),
+    );
+  }
+  const alerting = hot.filter((l) => l.quotaBytes > 0n);
+  log(`scale: ${H} hot lines, ${alerting.length} of them with a quota (the others unlimited: no alerts)`);
+  // The operators' RPCs run against the seeded population.
+  for (let k = 0; k < 5; k++) loadLines.push({ subscriptionId: lineId(k + 1), phone: personFor(k).phone });
+  const idle = await heldLoad();
+
+  // The load: every line but the hot ones SCALE_REPORTS times through the generator (batch
+  // records, 1 % producer duplicates, 0.2 % reordered), the hot lines in WAVES waves alongside.
+  const model = new UsageModel(N);
+  const genLines = N - H;
+  const { producer: genProducer, close } = await retryingProducer();
+  const gen = new UsageGenerator({
+    producer: genProducer,
+    topic: platform.topics.usage,
+    partitions: 3,
+    lines: genLines,
+    intervalS: genLines / SCALE_RATE,
+    seconds: 0,
+    maxEvents: genLines * SCALE_REPORTS,
+    mode: "batch",
+    batchSize: 200,
+    duplicates: 0.01,
+    reorder: 0.002,
+    late: 0,
+    lateSeconds: 0,
+    meanBytes: 1_000_000,
+    source: "reliability-scale",
+    onEvent: (line, _seq, bytes) => model.add(line, bytes),
+    onProgress: (p) => {
+      if (Math.round(p.elapsedS) % 10 === 0)
+        log(
+          `  generator: ${p.events.toLocaleString("en-US")} events in ${p.elapsedS.toFixed(0)} s (${Math.round(p.eventsPerS).toLocaleString("en-US")}/s, ${p.behind.toLocaleString("en-US")} behind)`,
+        );
+    },
+  });
+  const loadMs = ((genLines * SCALE_REPORTS) / SCALE_RATE) * 1000;
+  log(
+    `scale: load of ${(genLines * SCALE_REPORTS).toLocaleString("en-US")} events at ${SCALE_RATE.toLocaleString("en-US")}/s (~${Math.round(loadMs / 1000)} s); faults ${SCALE_FAULTS.join(", ")} one after the other`,
+  );
+  const smsBefore = platform.smsc.submitted.length;
+  const l0 = Date.now();
+  const generated = gen.run();
+  generated.catch(() => {});
+  const hotEvent = (l: LineUnderTest, seq: number) => {
+    const tenth = (l.quotaBytes > 0n ? l.quotaBytes : 1n << 30n) / 10n;
+    return tenth + BigInt(seq);
+  };
+  let hotDuplicates = 0;
+  const hotWaves = (async () => {
+    for (let wave = 1; wave <= WAVES; wave++) {
+      await sleep(Math.max(0, l0 + (loadMs * wave) / (WAVES + 1) - Date.now()));
+      const record = (l: LineUnderTest, seq: number) =>
+        encodeRecord(
+          UsageEventSchema,
+          create(UsageEventSchema, {
+            eventId: `rel-${runId}-${l.subscriptionId}-${seq}`,
+            subscriptionId: l.subscriptionId,
+            seq: BigInt(seq),
+            bytes: hotEvent(l, seq),
+            occurredAt: timestampFromMs(Date.now()),
+            source: "reliability",
+          }),
+          { key: l.subscriptionId },
+        );
+      const messages = hot.map((l) => record(l, wave));
+      for (const l of hot) model.add(lineNumber(l.subscriptionId), Number(hotEvent(l, wave)));
+      if (wave > 1) for (const [i, l] of hot.entries()) if (i % 3 === 0) messages.push(record(l, wave - 1));
+      hotDuplicates += messages.length - hot.length;
+      for (let k = 0; k < messages.length; k += 500) await send(messages.slice(k, k + 500));
+    }
+  })();
+  hotWaves.catch(() => {});
+  let busy: Promise<Record<string, LoadStats>> = Promise.resolve({});
+  const faults: ScaleFigures["faults"] = [];
+  const faulting = (async () => {
+    for (const [k, fault] of SCALE_FAULTS.entries()) {
+      await sleep(Math.max(0, l0 + (loadMs * (k + 1)) / (SCALE_FAULTS.length + 1) - Date.now()));
+      if (k === 1) {
+        busy = heldLoad();
+        busy.catch(() => {});
+      }
+      log(`scale: ${fault} at ${((Date.now() - l0) / 1000).toFixed(0)} s of the load`);
+      const i = await inject(fault);
+      await i.over;
+      faults.push({ fault, injected: i.took ? 1 : 0, back_ms: Date.now() - i.at });
+      if (!i.took) log(`scale: THE FAULT ${fault} DID NOT TAKE EFFECT (${i.why ?? "?"})`);
+    }
+  })();
+  const g = await generated;
+  await hotWaves;
+  const loadEnd = Date.now();
+  await faulting;
+  // Whole is measured from the end of the load or of the last fault, whichever is later.
+  const quietFrom = Date.now();
+  await close();
+  const loadS = (loadEnd - l0) / 1000;
+  log(
+    `scale: the load ended after ${loadS.toFixed(0)} s: ${g.events.toLocaleString("en-US")} generator events (${Math.round(g.eventsPerS).toLocaleString("en-US")}/s) + ${hotDuplicates + g.duplicates} duplicates`,
+  );
+
+  // Whole again: every line's total as produced, every alerting line its three SMS.
+  const deadline = Date.now() + 20 * 60_000;
+  const settled = async () => {
+    const r0 = Date.now();
+    const totals = await monthTotals(usageAdmin, THIS_MONTH, N);
+    const readS = (Date.now() - r0) / 1000;
+    const cmp = model.compare(totals.used, totals.foreign);
+    const a = alertBalance(tally(platform.smsc.submitted.slice(smsBefore), alerting), ALERT_LEVELS);
+    return { totals, readS, cmp, a };
+  };
+  let state = await settled();
+  while (
+    (state.cmp.lost > 0 || state.cmp.doubled > 0 || state.a.lost > 0 || state.cmp.foreign > 0) &&
+    Date.now() < deadline
+  ) {
+    log(
+      `  not whole yet: ${state.cmp.linesWrong.toLocaleString("en-US")} lines off (${state.cmp.lost} events short, ${state.cmp.doubled} over); alerts ${state.a.sent}/${alerting.length * 3}`,
+    );
+    await sleep(5_000);
+    state = await settled();
+  }
+  const drainS = (Date.now() - quietFrom) / 1000;
+  log(
+    `scale: whole ${drainS.toFixed(1)} s after the load and the last fault ended (${((quietFrom - loadEnd) / 1000).toFixed(0)} s after the load); read again after 10 s for late doubles`,
+  );
+  await sleep(10_000);
+  state = await settled();
+  const unexpectedSms = platform.smsc.submitted.length - smsBefore - state.a.sent;
+  const { delivered, rows: alertRows } = await deliveredCount(alerting);
+  const injectedCount = faults.reduce((s, f) => s + f.injected, 0);
+  const usageRound: Reconciliation = {
+    ...blank("scale-usage", SCALE_FAULTS.join("+")),
+    injected: injectedCount,
+    lines: N,
+    events_produced: model.produced,
+    events_sent: model.produced + g.duplicates + hotDuplicates,
+    duplicates_sent: g.duplicates + hotDuplicates,
+    events_counted: model.produced - state.cmp.lost + state.cmp.doubled,
+    events_lost: state.cmp.lost,
+    events_doubled: state.cmp.doubled,
+    alerts_expected: alerting.length * ALERT_LEVELS.length,
+    alerts_sent: state.a.sent,
+    alerts_lost: state.a.lost,
+    alerts_doubled: state.a.doubled + Math.max(0, unexpectedSms),
+    messages_submitted: platform.smsc.submitted.length - smsBefore,
+    messages_delivered: delivered,
+    messages_lost: state.a.lost,
+    messages_doubled: Math.max(state.a.doubled + Math.max(0, unexpectedSms), alertRows - alerting.length * 3),
+    recovery_ms: Math.round(drainS * 1000),
+  };
+  log(
+    `scale: events ${usageRound.events_counted.toLocaleString("en-US")}/${model.produced.toLocaleString("en-US")} counted (lost ${state.cmp.lost}, doubled ${state.cmp.doubled}, ${state.cmp.linesWrong} lines off, ${state.cmp.foreign} foreign); ` +
+      `alerts ${state.a.sent}/${usageRound.alerts_expected} (lost ${state.a.lost}, doubled ${state.a.doubled}, ${unexpectedSms} to lines that should get none); ${delivered} delivered`,
+  );
+
+  // Billing of last month for every line live in it, the batch unit SIGKILLed a quarter in.
+  const expectedInvoices = (await checkInvoices(platform.url, LAST_MONTH, zone.timeZone)).expected;
+  log(`scale: billing ${LAST_MONTH} for ${expectedInvoices.toLocaleString("en-US")} lines`);
+  const b0 = Date.now();
+  const batch = () => tokenFor("operator").then((t) => grpcClient(BillingJobService, platform.urlOf("batch"), t));
+  const started = await (await batch()).startBillingJob({ month: LAST_MONTH, partitions: 2 });
+  const id = started.execution?.jobExecutionId as bigint;
+  let killedAt = "";
+  let killedMidRun = false;
+  const watchUntil = Date.now() + 10 * 60_000;
+  for (;;) {
+    const e = (await (await batch()).getJobExecution({ jobExecutionId: id })).execution;
+    const written = (e?.steps ?? [])
+      .filter((x) => x.stepName.startsWith("bill-lines"))
+      .reduce((s, x) => s + x.writeCount, 0n);
+    const running = e !== undefined && [BatchStatus.STARTING, BatchStatus.STARTED].includes(e.status);
+    if (e && (!running || written >= BigInt(Math.ceil(expectedInvoices / 4)) || Date.now() > watchUntil)) {
+      killedAt = `${written} of ${expectedInvoices} invoices written, ${BatchStatus[e.status]}`;
+      killedMidRun = running && written > 0n && written < BigInt(expectedInvoices);
+      break;
+    }
+    await sleep(100);
+  }
+  await platform.kill("batch");
+  log(`scale: batch SIGKILLed at ${killedAt}${killedMidRun ? "" : " — NOT MID-RUN: not counted as injected"}`);
+  await platform.restart("batch");
+  const completed = await billUntilDone(LAST_MONTH, 20 * 60_000);
+  const billingS = (Date.now() - b0) / 1000;
+  const invoices = await checkInvoices(platform.url, LAST_MONTH, zone.timeZone);
+  log(
+    `scale: billing ${completed ? "completed" : "DID NOT COMPLETE"} in ${billingS.toFixed(1)} s: ${JSON.stringify(invoices)}`,
+  );
+  const bills = await countBills({ brokers: KAFKA_BROKERS, topic: BILLS_TOPIC, month: LAST_MONTH, log });
+  const invoiced = await (async () => {
+    const k = createKnex({ url: platform.url, schema: "billing", poolMax: 1 });
+    try {
+      const r = await k.raw<{ rows: { s: string }[] }>(
+        "select subscription_id as s from billing.invoices where month = ?",
+        [LAST_MONTH],
+      );
+      return new Set(r.rows.map((x) => x.s));
+    } finally {
+      await k.destroy();
+    }
+  })();
+  let billsMissing = 0;
+  for (const sid of invoiced) if (!bills.ids.has(sid)) billsMissing += 1;
+  let billsForOthers = 0;
+  for (const sid of bills.ids) if (!invoiced.has(sid)) billsForOthers += 1;
+  log(
+    `scale: ${bills.records.toLocaleString("en-US")} bill requests on ${BILLS_TOPIC} for ${bills.lines.toLocaleString("en-US")} lines: ${billsMissing} invoiced lines without one, ${bills.doubled} lines with two, ${billsForOthers} for lines not invoiced, ${bills.other} other records`,
+  );
+  const billingRound: Reconciliation = {
+    ...blank("scale-billing-kill-batch", "kill-batch"),
+    injected: killedMidRun ? 1 : 0,
+    lines: expectedInvoices,
+    invoices_expected: invoices.expected,
+    invoices_written: invoices.written,
+    invoices_wrong:
+      invoices.missing + invoices.extra + invoices.numbering_gaps + invoices.plain_wrong + (completed ? 0 : 1),
+    bills_expected: invoices.written,
+    bills_sent: bills.lines,
+    messages_submitted: bills.records,
+    messages_lost: billsMissing,
+    messages_doubled: bills.doubled + billsForOthers,
+    recovery_ms: Math.round(billingS * 1000),
+  };
+  const figures: ScaleFigures = {
+    lines: N,
+    hot_lines: H,
+    alerting_lines: alerting.length,
+    seed_s: Number(seedS.toFixed(1)),
+    database_mb: Math.round(seeded.databaseBytes / 2 ** 20),
+    quota_load_s: Number(quotaS.toFixed(1)),
+    quotas_loaded: Number(reloaded.linesLoaded),
+    generator_events: g.events,
+    generator_duplicates: g.duplicates,
+    generator_events_per_s: Math.round(g.eventsPerS),
+    load_s: Number(loadS.toFixed(1)),
+    drain_s: Number(drainS.toFixed(1)),
+    totals_read: state.totals.read,
+    totals_read_s: Number(state.readS.toFixed(1)),
+    lines_wrong: state.cmp.linesWrong,
+    foreign_lines: state.cmp.foreign,
+    faults,
+    billing_s: Number(billingS.toFixed(1)),
+    billing_killed_at: killedAt,
+    invoices,
+    bill_records: bills.records,
+    bill_lines: bills.lines,
+    ok: state.cmp.foreign === 0 && bills.other === 0 && completed,
+  };
+  return { results: [usageRound, billingRound], load: { idle, busy: await busy }, figures };
 }
 
 const SWEPT: (keyof Reconciliation)[] = [
@@ -990,6 +1429,7 @@ async function teardown(): Promise<void> {
   tornDown = true;
   for (const p of extra) p.child.kill("SIGKILL");
   await producer?.disconnect().catch(() => {});
+  if (SCALE > 0) await deleteTopic(BILLS_TOPIC).catch(() => {});
   await platform?.stop().catch((e: Error) => log(`stopping the platform: ${e.message}`));
   await redis.stop();
 }

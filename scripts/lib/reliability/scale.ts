@@ -1,0 +1,257 @@
+/**
+ * The checks of `npm run reliability -- --scale N`, where lines are far too many to follow one by
+ * one: every line's month total against the model of what was produced (read back with
+ * `StreamMonthTotals`), the month's invoices against the lines the domain says were live in it,
+ * the plain invoices' amounts against the plan's fee plus VAT, and the bill requests on the batch
+ * unit's topic, one per invoiced line.
+ */
+import { fromBinary } from "@bufbuild/protobuf";
+import { NotificationKind, NotificationRequestSchema } from "../../../gen/telco/message/v1/events_pb.js";
+import type { UsageService } from "../../../gen/telco/usage/v1/usage_pb.js";
+import { createKafka } from "../../../services/kit/src/kafka.js";
+import { createLogger } from "../../../services/kit/src/logger.js";
+import { createKnex } from "../../../services/kit/src/postgres.js";
+import type { grpcClient } from "../../../test/support/clients.js";
+
+/** The line number of a line id ("L0000000123" → 123), or -1 for anything else. */
+export function lineNumber(id: string): number {
+  return /^L\d{10}$/.test(id) ? Number(id.slice(1)) : -1;
+}
+
+/**
+ * What was produced per line (index = line number), in bytes, and the comparison with the
+ * counters. A line's difference is turned into events with the mean size of its events, at least
+ * one when it differs at all: a lost event and a doubled one of another line never cancel out,
+ * as each line is compared on its own.
+ */
+export class UsageModel {
+  readonly bytes: Float64Array;
+  readonly events: Uint32Array;
+  constructor(readonly lines: number) {
+    this.bytes = new Float64Array(lines + 1);
+    this.events = new Uint32Array(lines + 1);
+  }
+
+  add(line: number, bytes: number): void {
+    this.bytes[line] = (this.bytes[line] as number) + bytes;
+    this.events[line] = (this.events[line] as number) + 1;
+  }
+
+  get produced(): number {
+    let n = 0;
+    for (const e of this.events) n += e;
+    return n;
+  }
+
+  /** Lost and doubled events when the counters say `used` (index = line number). */
+  compare(used: Float64Array, foreign: number): UsageComparison {
+    let lost = 0;
+    let doubled = 0;
+    let linesWrong = 0;
+    for (let i = 1; i <= this.lines; i++) {
+      const diff = (used[i] as number) - (this.bytes[i] as number);
+      if (diff === 0) continue;
+      linesWrong += 1;
+      const mean = (this.bytes[i] as number) / Math.max(1, this.events[i] as number) || 1;
+      const n = Math.max(1, Math.round(Math.abs(diff) / mean));
+      if (diff < 0) lost += n;
+      else doubled += n;
+    }
+    return { lost, doubled, linesWrong, foreign };
+  }
+}
+
+export interface UsageComparison {
+  lost: number;
+  doubled: number;
+  linesWrong: number;
+  /** Lines with usage that nothing was produced for (or ids that are not lines). */
+  foreign: number;
+}
+
+/** Every line's total of the month, as billing would read it (index = line number). */
+export async function monthTotals(
+  usage: ReturnType<typeof grpcClient<typeof UsageService>>,
+  month: string,
+  lines: number,
+): Promise<{ used: Float64Array; foreign: number; read: number }> {
+  const used = new Float64Array(lines + 1);
+  let foreign = 0;
+  let read = 0;
+  for await (const page of usage.streamMonthTotals({ month, pageSize: 10_000 }, { timeoutMs: 600_000 })) {
+    for (const t of page.totals) {
+      read += 1;
+      const n = lineNumber(t.subscriptionId);
+      if (n < 1 || n > lines) foreign += 1;
+      else used[n] = Number(t.usedBytes);
+    }
+  }
+  return { used, foreign, read };
+}
+
+export interface InvoiceCheck {
+  /** Lines live during some part of the month (the domain's rows), each owed one invoice. */
+  expected: number;
+  written: number;
+  /** Expected lines without an invoice, and invoices of lines that were not live. */
+  missing: number;
+  extra: number;
+  /** Invoices numbered 1..n of the month, each number once. */
+  numbering_gaps: number;
+  /**
+   * Lines on one plan all month with nothing else on the bill (no VAS, discount, payment, status
+   * change or usage): their invoice is exactly the plan's fee plus VAT (10 %, truncated).
+   */
+  plain_checked: number;
+  plain_wrong: number;
+}
+
+/** The month's invoices against the domain, in SQL (month bounds in the carrier's time zone). */
+export async function checkInvoices(url: string, month: string, timeZone: string): Promise<InvoiceCheck> {
+  const knex = createKnex({ url, schema: "billing", poolMax: 1 });
+  const [y, m] = month.split("-").map(Number) as [number, number];
+  const next = m === 12 ? `${y + 1}-01` : `${y}-${String(m + 1).padStart(2, "0")}`;
+  const bounds: [string, string] = [`${month}-01 00:00:00 ${timeZone}`, `${next}-01 00:00:00 ${timeZone}`];
+  try {
+    const live = `select s.subscription_id from domain.subscriptions s
+      where s.activated_at < ?::timestamptz and (s.terminated_at is null or s.terminated_at > ?::timestamptz)`;
+    const liveArgs = [bounds[1], bounds[0]];
+    const one = async (sql: string, args: string[]) =>
+      Number(((await knex.raw(sql, args)) as { rows: { n: string }[] }).rows[0]?.n ?? 0);
+    const expected = await one(`select count(*) as n from (${live}) l`, liveArgs);
+    const written = await one("select count(*) as n from billing.invoices where month = ?", [month]);
+    const missing = await one(
+      `select count(*) as n from (${live}) l
+       where not exists (select 1 from billing.invoices i where i.subscription_id = l.subscription_id and i.month = ?)`,
+      [...liveArgs, month],
+    );
+    const extra = await one(
+      `select count(*) as n from billing.invoices i where i.month = ?
+       and not exists (select 1 from (${live}) l where l.subscription_id = i.subscription_id)`,
+      [month, ...liveArgs],
+    );
+    // Numbers "<month>-<n>": every n from 1 to the count, once.
+    const numbering_gaps = await one(
+      `select (count(*) - count(distinct n)) + coalesce(max(n) - count(*), 0) as n from (
+         select substring(invoice_number from '(\\d+)$')::bigint as n from billing.invoices where month = ?) x`,
+      [month],
+    );
+    const plain = (await knex.raw(
+      `with b as (select tstzrange(?::timestamptz, ?::timestamptz, '[)') as r),
+       plain as (
+         select s.subscription_id, p.monthly_fee_krw as fee
+         from domain.subscriptions s
+         join domain.subscription_plan sp on sp.subscription_id = s.subscription_id
+         join domain.plans p on p.plan_id = sp.plan_id
+         cross join b
+         where s.status = 'active' and sp.valid @> b.r
+           and (select count(*) from domain.subscription_plan x
+                where x.subscription_id = s.subscription_id and x.valid && b.r) = 1
+           and not exists (select 1 from domain.subscription_vas v where v.subscription_id = s.subscription_id and v.valid && b.r)
+           and not exists (select 1 from domain.subscription_discount d where d.subscription_id = s.subscription_id and d.valid && b.r)
+           and not exists (select 1 from domain.micro_payments mp where mp.subscription_id = s.subscription_id and mp.month = ?)
+           and (select count(*) from domain.subscription_status_history h where h.subscription_id = s.subscription_id) = 1
+           and not exists (select 1 from billing.usage_snapshot u where u.subscription_id = s.subscription_id and u.month = ? and u.used_bytes > 0)
+       )
+       select count(*) as checked,
+              count(*) filter (where i.total_krw is distinct from plain.fee + plain.fee * 10 / 100) as wrong
+       from plain left join billing.invoices i on i.subscription_id = plain.subscription_id and i.month = ?`,
+      [bounds[0], bounds[1], month, month, month],
+    )) as { rows: { checked: string; wrong: string }[] };
+    return {
+      expected,
+      written,
+      missing,
+      extra,
+      numbering_gaps,
+      plain_checked: Number(plain.rows[0]?.checked ?? 0),
+      plain_wrong: Number(plain.rows[0]?.wrong ?? 0),
+    };
+  } finally {
+    await knex.destroy();
+  }
+}
+
+export interface BillCount {
+  records: number;
+  /** Lines with one bill request of the month (however often Kafka delivered it). */
+  lines: number;
+  /** Lines with more than one distinct bill request of the month: two bills would go out. */
+  doubled: number;
+  /** Records that are not bill requests of the month. */
+  other: number;
+  /** The lines billed, for comparing with the invoices. */
+  ids: Set<string>;
+}
+
+/**
+ * Reads the whole bill topic (to its end as it is now) and counts the bill requests per line. A
+ * request the producer sent twice has the same request id, which the message unit stores once:
+ * only distinct request ids for one line and month would be two bills.
+ */
+export async function countBills(o: {
+  brokers: string[];
+  topic: string;
+  month: string;
+  log?: (s: string) => void;
+}): Promise<BillCount> {
+  const logger = createLogger({ unit: "reliability", level: "error", destination: process.stderr });
+  const kafka = createKafka({ brokers: o.brokers, clientId: "reliability-bills", logger });
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = new Map(
+    (await admin.fetchTopicOffsets(o.topic)).map((p) => [p.partition, { low: BigInt(p.low), high: BigInt(p.high) }]),
+  );
+  await admin.disconnect();
+  const first = new Map<string, string>();
+  const ids = new Set<string>();
+  let records = 0;
+  let doubled = 0;
+  let other = 0;
+  const remaining = new Map([...ends].filter(([, e]) => e.high > e.low).map(([p, e]) => [p, e.high]));
+  if (remaining.size === 0) return { records, lines: 0, doubled, other, ids };
+  const consumer = kafka.consumer({ groupId: `reliability-bills-${Date.now()}`, maxBytes: 64 << 20 });
+  await consumer.connect();
+  await consumer.subscribe({ topic: o.topic, fromBeginning: true });
+  let done!: () => void;
+  const finished = new Promise<void>((r) => {
+    done = r;
+  });
+  let lastLog = Date.now();
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      for (const m of batch.messages) {
+        records += 1;
+        try {
+          const r = fromBinary(NotificationRequestSchema, m.value ?? new Uint8Array());
+          if (
+            r.kind !== NotificationKind.INVOICE_ISSUED ||
+            r.detail.case !== "invoiceIssued" ||
+            r.detail.value.month !== o.month
+          ) {
+            other += 1;
+            continue;
+          }
+          const seen = first.get(r.subscriptionId);
+          if (seen === undefined) {
+            first.set(r.subscriptionId, r.requestId);
+            ids.add(r.subscriptionId);
+          } else if (seen !== r.requestId) doubled += 1;
+        } catch {
+          other += 1;
+        }
+      }
+      const high = remaining.get(batch.partition);
+      if (high !== undefined && BigInt(batch.lastOffset()) + 1n >= high) remaining.delete(batch.partition);
+      if (Date.now() - lastLog > 5_000) {
+        lastLog = Date.now();
+        o.log?.(`  bill requests read: ${records.toLocaleString("en-US")}`);
+      }
+      if (remaining.size === 0) done();
+    },
+  });
+  await finished;
+  await consumer.disconnect();
+  return { records, lines: first.size, doubled, other, ids };
+}
