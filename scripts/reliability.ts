@@ -19,7 +19,7 @@
  *
  *   npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only f1,f2] [--smoke]
  *   npm run scenario    (= --scenario: the whole flow once, no faults, no hostile input)
- *   npm run reliability -- --scale 1000000 [--scale-rate 25000] [--scale-reports 3] [--hot-lines 1000]
+ *   npm run reliability -- --scale 1000000 [--scale-rate 25000] [--scale-reports 3] [--hot-lines 1000] [--scale-faults f1,f2]
  *       (the larger run: N lines seeded, every one reporting, the faults during that load,
  *        every line's total and the month's billing of them all reconciled)
  */
@@ -74,7 +74,7 @@ import { lineId, UsageGenerator } from "./lib/usage-generator.js";
 import { personFor, seed } from "./seed.js";
 
 const USAGE =
-  "usage: npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only fault,...] [--smoke | --scenario | --scale LINES [--scale-rate EVENTS_PER_S] [--scale-reports N] [--hot-lines N]]";
+  "usage: npm run reliability [-- --lines-per-round N] [--billing-lines N] [--smsc-outage-s S] [--load-s S] [--only fault,...] [--smoke | --scenario | --scale LINES [--scale-rate EVENTS_PER_S] [--scale-reports N] [--hot-lines N] [--scale-faults f1,f2]]";
 const FAULTS = [
   "none",
   "kill-usage",
@@ -100,6 +100,7 @@ const { values, num, fail } = cli("reliability", USAGE, {
   "scale-rate": { type: "string", default: "25000" },
   "scale-reports": { type: "string", default: "3" },
   "hot-lines": { type: "string", default: "1000" },
+  "scale-faults": { type: "string" },
 });
 const SMOKE = values.smoke === true;
 const SCENARIO = values.scenario === true;
@@ -112,7 +113,19 @@ const SCALE_RATE = num("scale-rate", 100, 1_000_000);
 const SCALE_REPORTS = num("scale-reports", 1, 100);
 const HOT_LINES = SCALE > 0 ? Math.min(num("hot-lines", 1, 100_000), Math.floor(SCALE / 10)) : 0;
 /** The faults of the larger run, one after the other during its load. */
-const SCALE_FAULTS: Fault[] = ["kill-usage", "redis", "kafka", "rebalance", "postgres", "kill-several"];
+const SCALE_FAULTS: Fault[] =
+  values["scale-faults"] === undefined
+    ? ["kill-usage", "redis", "kafka", "rebalance", "postgres", "kill-several"]
+    : String(values["scale-faults"])
+        .split(",")
+        .map((f) => {
+          if (!(FAULTS as readonly string[]).includes(f) || f === "none" || f === "smsc")
+            fail(
+              `--scale-faults: unknown fault ${f} (some of ${FAULTS.filter((x) => x !== "none" && x !== "smsc").join(", ")})`,
+            );
+          return f as Fault;
+        });
+if (values["scale-faults"] !== undefined && SCALE === 0) fail("--scale-faults goes with --scale");
 const LINES = SMOKE ? Math.min(num("lines-per-round", 1, 10_000), 3) : num("lines-per-round", 1, 10_000);
 const BILLING_LINES = SMOKE ? Math.min(num("billing-lines", 1, 100_000), 10) : num("billing-lines", 1, 100_000);
 const LOAD_S = SMOKE ? Math.min(num("load-s", 1, 3600), 5) : num("load-s", 1, 3600);
@@ -1434,14 +1447,21 @@ async function teardown(): Promise<void> {
   await redis.stop();
 }
 
-/** On any failure: the parts stopped, and a last line that says so. */
-async function abort(why: string): Promise<never> {
-  process.stderr.write(`reliability: ${why}\n`);
-  await teardown().catch(() => {});
-  process.stdout.write(`${JSON.stringify({ ok: false, error: why.split("\n")[0], failures })}\n`);
-  process.exit(1);
+/**
+ * On any failure: the parts stopped, and a last line that says so. Once: a Ctrl-C reaches the
+ * whole process group, so tsx relays a second SIGINT while the first one's teardown runs.
+ */
+let aborting: Promise<never> | undefined;
+function abort(why: string): Promise<never> {
+  aborting ??= (async () => {
+    process.stderr.write(`reliability: ${why}\n`);
+    await teardown().catch(() => {});
+    process.stdout.write(`${JSON.stringify({ ok: false, error: why.split("\n")[0], failures })}\n`);
+    process.exit(1);
+  })();
+  return aborting;
 }
 process.on("unhandledRejection", (e) => void abort(`unhandled: ${(e as Error)?.stack ?? String(e)}`));
-for (const signal of ["SIGINT", "SIGTERM"] as const) process.once(signal, () => void abort(`stopped by ${signal}`));
+for (const signal of ["SIGINT", "SIGTERM"] as const) process.on(signal, () => void abort(`stopped by ${signal}`));
 
 main().catch((e: Error) => abort(e.stack ?? e.message));

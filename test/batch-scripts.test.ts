@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import pg from "pg";
+import { checkInvoices } from "../scripts/lib/reliability/scale.js";
 import { migrateAll } from "../scripts/migrate.js";
 import { customersFor, personFor, seed } from "../scripts/seed.js";
 import { createRedis, redisReady } from "../services/kit/src/redis.js";
@@ -87,6 +88,7 @@ describe("npm run batch", () => {
     // First without the usage unit (the month's totals come from it): the run fails at its first
     // step with the reason.
     const env = { ...AUTH_ENV, USAGE_URL: "http://127.0.0.1:9", LOG_LEVEL: "fatal" };
+    let billed = 0;
     const failed = await tsx("services/batch/src/cli.ts", ["bill", "--month", "2026-01"], env);
     assert.equal(failed.code, 1, failed.stderr);
     assert.match(failed.stdout, /execution \d+ of monthly-billing \{"month":"2026-01","partitions":"\d+"\}: FAILED/);
@@ -117,6 +119,7 @@ describe("npm run batch", () => {
       );
       const summary = JSON.parse(ok.stdout.trim().split("\n").pop() ?? "{}");
       assert.equal(summary.status, "COMPLETED");
+      billed = summary.invoices;
       // One per line live in January 2026 (Asia/Seoul), as the database counts them.
       const c = new pg.Client({ connectionString: URL });
       await c.connect();
@@ -153,6 +156,43 @@ describe("npm run batch", () => {
     assert.match(show.stdout, /bill-lines:partition-1 +COMPLETED/);
     const stop = await tsx("services/batch/src/cli.ts", ["stop", "--execution", String(first.execution)], env);
     assert.equal(stop.code, 0, "stopping an ended execution changes nothing");
+
+    // The larger reliability run's check of a month's invoices (scripts/lib/reliability/scale.ts)
+    // on this billing: whole as billed, and it sees a wrong amount, a missing and a foreign
+    // invoice, and a gap in the numbers.
+    const whole = await checkInvoices(URL, "2026-01", "Asia/Seoul");
+    assert.deepEqual(
+      { ...whole, plain_checked: 0 },
+      {
+        expected: billed,
+        written: billed,
+        missing: 0,
+        extra: 0,
+        numbering_gaps: 0,
+        plain_checked: 0,
+        plain_wrong: 0,
+      },
+    );
+    assert.ok(whole.plain_checked > 10, `plain invoices checked: ${whole.plain_checked}`);
+    const db = new pg.Client({ connectionString: URL });
+    await db.connect();
+    try {
+      await db.query(
+        "update billing.invoices set subtotal_krw = subtotal_krw + 10, total_krw = total_krw + 10 where month = '2026-01'",
+      );
+      assert.equal((await checkInvoices(URL, "2026-01", "Asia/Seoul")).plain_wrong, whole.plain_checked);
+      await db.query(
+        "update billing.invoices set subscription_id = 'L9999999999' where invoice_number = '2026-01-0000002'",
+      );
+      await db.query("delete from billing.invoices where invoice_number = '2026-01-0000001'");
+      const broken = await checkInvoices(URL, "2026-01", "Asia/Seoul");
+      assert.equal(broken.written, billed - 1);
+      assert.equal(broken.missing, 2, "the deleted line's and the moved one's");
+      assert.equal(broken.extra, 1, "the invoice of a line that was never live");
+      assert.equal(broken.numbering_gaps, 1, "number 1 is gone");
+    } finally {
+      await db.end();
+    }
   });
 
   it("explains misuse and exits 2", async () => {

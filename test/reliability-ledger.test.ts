@@ -14,6 +14,7 @@ import {
   percentile,
   tally,
 } from "../scripts/lib/reliability/ledger.js";
+import { lineNumber, UsageModel } from "../scripts/lib/reliability/scale.js";
 
 const line = (n: number) => ({
   subscriptionId: `L000000000${n}`,
@@ -69,5 +70,31 @@ describe("the reliability ledger", () => {
       99,
     );
     assert.equal(percentile([], 99), 0);
+  });
+
+  it("compares every line's total with what was produced, line by line", () => {
+    assert.equal(lineNumber("L0000000123"), 123);
+    assert.equal(lineNumber("L123"), -1);
+    assert.equal(lineNumber("X0000000123"), -1);
+    const model = new UsageModel(4);
+    for (const [line, bytes] of [
+      [1, 100],
+      [1, 110],
+      [2, 200],
+      [3, 300],
+      [3, 330],
+      [3, 310],
+    ] as const)
+      model.add(line, bytes);
+    assert.equal(model.produced, 6);
+    const used = new Float64Array(5);
+    used.set([0, 210, 200, 940, 0]);
+    assert.deepEqual(model.compare(used, 0), { lost: 0, doubled: 0, linesWrong: 0, foreign: 0 });
+    // Line 1 lost its 110, line 3 counted its 330 twice: they do not cancel out.
+    used.set([0, 100, 200, 1270, 0]);
+    assert.deepEqual(model.compare(used, 0), { lost: 1, doubled: 1, linesWrong: 2, foreign: 0 });
+    // Usage on a line nothing was produced for, and a single byte too many, are both seen.
+    used.set([0, 210, 201, 940, 5]);
+    assert.deepEqual(model.compare(used, 2), { lost: 0, doubled: 2, linesWrong: 2, foreign: 2 });
   });
 });

@@ -6,8 +6,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { fromBinary } from "@bufbuild/protobuf";
-import type { Admin } from "kafkajs";
+import type { Admin, Producer } from "kafkajs";
 import { UsageEventBatchSchema } from "../gen/telco/usage/v1/events_pb.js";
+import { UsageGenerator } from "../scripts/lib/usage-generator.js";
 import { createKafka, headerString, MESSAGE_TYPE_HEADER } from "../services/kit/src/kafka.js";
 import { MonthClock } from "../services/usage/src/months.js";
 import { eventually, KAFKA_BROKERS, testLogger, unique } from "./support/env.js";
@@ -117,6 +118,50 @@ describe("npm run load:usage", () => {
       );
     } finally {
       await admin.deleteTopics({ topics: [boundaryTopic] }).catch(() => {});
+    }
+  });
+
+  it("catches up after a stall in requests the broker accepts (one tick's 50,000 events are 3 MB)", async () => {
+    // Every event due at once: the first tick makes 50,000 events, 250 batch records of 200 into
+    // one partition; as one produce request that is more than the broker's 1 MB.
+    const producer = kafka.producer();
+    await producer.connect();
+    const own = unique("t.load.usage.catch-up");
+    await admin.createTopics({
+      waitForLeaders: true,
+      topics: [{ topic: own, numPartitions: 1, replicationFactor: 1 }],
+    });
+    try {
+      const sizes: number[] = [];
+      const gen = new UsageGenerator({
+        producer: {
+          send: (r: Parameters<Producer["send"]>[0]) => {
+            sizes.push(r.messages.reduce((n, m) => n + (m.value as Buffer).length, 0));
+            return producer.send(r);
+          },
+        } as Producer,
+        topic: own,
+        partitions: 1,
+        lines: 60_000,
+        intervalS: 0.001,
+        seconds: 0,
+        maxEvents: 60_000,
+        mode: "batch",
+        batchSize: 200,
+        duplicates: 0,
+        reorder: 0,
+        late: 0,
+        lateSeconds: 0,
+        meanBytes: 1_000,
+      });
+      const r = await gen.run();
+      assert.equal(r.events, 60_000);
+      assert.ok(Math.max(...sizes) <= 600 * 1024, `largest request ${Math.max(...sizes)} bytes`);
+      const offsets = await admin.fetchTopicOffsets(own);
+      assert.equal(offsets[0]?.high, String(r.records), "every record on the topic");
+    } finally {
+      await producer.disconnect();
+      await admin.deleteTopics({ topics: [own] }).catch(() => {});
     }
   });
 

@@ -76,6 +76,9 @@ export interface GeneratorResult {
   bytes: number;
 }
 
+/** Values per produce request at most (a record batch per partition stays well under 1 MB). */
+const REQUEST_BYTES = 512 * 1024;
+
 export const lineId = (n: number) => `L${String(n).padStart(10, "0")}`;
 
 /** Deterministic bytes of a report (so a run can be reproduced and modelled). */
@@ -183,16 +186,26 @@ export class UsageGenerator {
         }
       }
       records += messages.length;
-      const send = o.producer.send({ topic: o.topic, acks: -1, messages }).then(
-        () => undefined,
-        (e: Error) => {
-          failure ??= e;
-        },
-      );
-      inFlight.add(send);
-      void send.finally(() => inFlight.delete(send));
-      while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
-      if (failure) throw new Error(`producing to ${o.topic} failed: ${failure.message}`);
+      // One produce request per REQUEST_BYTES of values: after a stall (a broker down, a
+      // producer behind) a tick catches up with up to 50,000 events, and a partition's record
+      // batch of all of them would be more than the broker accepts (message.max.bytes, 1 MB).
+      for (let k = 0; k < messages.length; ) {
+        let end = k;
+        for (let bytes = 0; end < messages.length && (end === k || bytes < REQUEST_BYTES); end++)
+          bytes += ((messages[end] as Message).value as Buffer).length;
+        const part = messages.slice(k, end);
+        k = end;
+        const send = o.producer.send({ topic: o.topic, acks: -1, messages: part }).then(
+          () => undefined,
+          (e: Error) => {
+            failure ??= e;
+          },
+        );
+        inFlight.add(send);
+        void send.finally(() => inFlight.delete(send));
+        while (inFlight.size >= maxInFlight) await Promise.race(inFlight);
+        if (failure) throw new Error(`producing to ${o.topic} failed: ${failure.message}`);
+      }
     };
 
     const emit = (ev: Pending, nowMs: number) => {

@@ -52,8 +52,9 @@ export class UsageModel {
       const diff = (used[i] as number) - (this.bytes[i] as number);
       if (diff === 0) continue;
       linesWrong += 1;
-      const mean = (this.bytes[i] as number) / Math.max(1, this.events[i] as number) || 1;
-      const n = Math.max(1, Math.round(Math.abs(diff) / mean));
+      // A line nothing was produced for counts one event too many, whatever its size.
+      const events = this.events[i] as number;
+      const n = events === 0 ? 1 : Math.max(1, Math.round(Math.abs(diff) / ((this.bytes[i] as number) / events)));
       if (diff < 0) lost += n;
       else doubled += n;
     }
