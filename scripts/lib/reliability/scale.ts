@@ -107,67 +107,104 @@ export interface InvoiceCheck {
   plain_wrong: number;
 }
 
-/** The month's invoices against the domain, in SQL (month bounds in the carrier's time zone). */
-export async function checkInvoices(url: string, month: string, timeZone: string): Promise<InvoiceCheck> {
-  const knex = createKnex({ url, schema: "billing", poolMax: 1 });
+function monthBounds(month: string, timeZone: string): [string, string] {
   const [y, m] = month.split("-").map(Number) as [number, number];
   const next = m === 12 ? `${y + 1}-01` : `${y}-${String(m + 1).padStart(2, "0")}`;
-  const bounds: [string, string] = [`${month}-01 00:00:00 ${timeZone}`, `${next}-01 00:00:00 ${timeZone}`];
+  return [`${month}-01 00:00:00 ${timeZone}`, `${next}-01 00:00:00 ${timeZone}`];
+}
+
+/** The lines live during some part of the month: the invoices a billing run owes. */
+function liveSql(bounds: [string, string]): { sql: string; args: string[] } {
+  return {
+    sql: `select s.subscription_id from domain.subscriptions s
+      where s.activated_at < ?::timestamptz and (s.terminated_at is null or s.terminated_at > ?::timestamptz)`,
+    args: [bounds[1], bounds[0]],
+  };
+}
+
+/** How many lines were live during some part of the month (month bounds in the carrier's time zone). */
+export async function liveLines(url: string, month: string, timeZone: string): Promise<number> {
+  const knex = createKnex({ url, schema: "billing", poolMax: 1 });
   try {
-    const live = `select s.subscription_id from domain.subscriptions s
-      where s.activated_at < ?::timestamptz and (s.terminated_at is null or s.terminated_at > ?::timestamptz)`;
-    const liveArgs = [bounds[1], bounds[0]];
-    const one = async (sql: string, args: string[]) =>
-      Number(((await knex.raw(sql, args)) as { rows: { n: string }[] }).rows[0]?.n ?? 0);
-    const expected = await one(`select count(*) as n from (${live}) l`, liveArgs);
-    const written = await one("select count(*) as n from billing.invoices where month = ?", [month]);
-    const missing = await one(
-      `select count(*) as n from (${live}) l
-       where not exists (select 1 from billing.invoices i where i.subscription_id = l.subscription_id and i.month = ?)`,
-      [...liveArgs, month],
-    );
-    const extra = await one(
-      `select count(*) as n from billing.invoices i where i.month = ?
-       and not exists (select 1 from (${live}) l where l.subscription_id = i.subscription_id)`,
-      [month, ...liveArgs],
-    );
-    // Numbers "<month>-<n>": every n from 1 to the count, once.
-    const numbering_gaps = await one(
-      `select (count(*) - count(distinct n)) + coalesce(max(n) - count(*), 0) as n from (
-         select substring(invoice_number from '(\\d+)$')::bigint as n from billing.invoices where month = ?) x`,
-      [month],
-    );
-    const plain = (await knex.raw(
-      `with b as (select tstzrange(?::timestamptz, ?::timestamptz, '[)') as r),
-       plain as (
-         select s.subscription_id, p.monthly_fee_krw as fee
-         from domain.subscriptions s
-         join domain.subscription_plan sp on sp.subscription_id = s.subscription_id
-         join domain.plans p on p.plan_id = sp.plan_id
-         cross join b
-         where s.status = 'active' and sp.valid @> b.r
-           and (select count(*) from domain.subscription_plan x
-                where x.subscription_id = s.subscription_id and x.valid && b.r) = 1
-           and not exists (select 1 from domain.subscription_vas v where v.subscription_id = s.subscription_id and v.valid && b.r)
-           and not exists (select 1 from domain.subscription_discount d where d.subscription_id = s.subscription_id and d.valid && b.r)
-           and not exists (select 1 from domain.micro_payments mp where mp.subscription_id = s.subscription_id and mp.month = ?)
-           and (select count(*) from domain.subscription_status_history h where h.subscription_id = s.subscription_id) = 1
-           and not exists (select 1 from billing.usage_snapshot u where u.subscription_id = s.subscription_id and u.month = ? and u.used_bytes > 0)
-       )
-       select count(*) as checked,
-              count(*) filter (where i.total_krw is distinct from plain.fee + plain.fee * 10 / 100) as wrong
-       from plain left join billing.invoices i on i.subscription_id = plain.subscription_id and i.month = ?`,
-      [bounds[0], bounds[1], month, month, month],
-    )) as { rows: { checked: string; wrong: string }[] };
-    return {
-      expected,
-      written,
-      missing,
-      extra,
-      numbering_gaps,
-      plain_checked: Number(plain.rows[0]?.checked ?? 0),
-      plain_wrong: Number(plain.rows[0]?.wrong ?? 0),
-    };
+    const live = liveSql(monthBounds(month, timeZone));
+    const r = (await knex.raw(`select count(*) as n from (${live.sql}) l`, live.args)) as { rows: { n: string }[] };
+    return Number(r.rows[0]?.n ?? 0);
+  } finally {
+    await knex.destroy();
+  }
+}
+
+/**
+ * The month's invoices against the domain, in SQL (month bounds in the carrier's time zone).
+ * Whole-table set operations: the tables are analyzed first (a billing run has just written a
+ * million invoices) and nested loops are off, so that no stale estimate turns a check over a
+ * million lines into a nested loop of a million by a million.
+ */
+export async function checkInvoices(url: string, month: string, timeZone: string): Promise<InvoiceCheck> {
+  const knex = createKnex({ url, schema: "billing", poolMax: 1 });
+  const bounds = monthBounds(month, timeZone);
+  const live = liveSql(bounds);
+  try {
+    await knex.raw("analyze billing.invoices, billing.usage_snapshot");
+    return await knex.transaction(async (trx) => {
+      await trx.raw("set local enable_nestloop = off");
+      const one = async (sql: string, args: string[]) =>
+        Number(((await trx.raw(sql, args)) as { rows: { n: string }[] }).rows[0]?.n ?? 0);
+      const expected = await one(`select count(*) as n from (${live.sql}) l`, live.args);
+      const written = await one("select count(*) as n from billing.invoices where month = ?", [month]);
+      const missing = await one(
+        `select count(*) as n from (${live.sql}) l
+         where not exists (select 1 from billing.invoices i where i.subscription_id = l.subscription_id and i.month = ?)`,
+        [...live.args, month],
+      );
+      const extra = await one(
+        `select count(*) as n from billing.invoices i where i.month = ?
+         and not exists (select 1 from (${live.sql}) l where l.subscription_id = i.subscription_id)`,
+        [month, ...live.args],
+      );
+      // Numbers "<month>-<n>": every n from 1 to the count, once.
+      const numbering_gaps = await one(
+        `select (count(*) - count(distinct n)) + coalesce(max(n) - count(*), 0) as n from (
+           select substring(invoice_number from '(\\d+)$')::bigint as n from billing.invoices where month = ?) x`,
+        [month],
+      );
+      const plain = (await trx.raw(
+        `with b as (select tstzrange(?::timestamptz, ?::timestamptz, '[)') as r),
+         plans_in_month as (
+           select x.subscription_id from domain.subscription_plan x, b where x.valid && b.r
+           group by x.subscription_id having count(*) = 1),
+         one_status as (
+           select h.subscription_id from domain.subscription_status_history h
+           group by h.subscription_id having count(*) = 1),
+         plain as (
+           select s.subscription_id, p.monthly_fee_krw as fee
+           from domain.subscriptions s
+           join plans_in_month pm on pm.subscription_id = s.subscription_id
+           join one_status os on os.subscription_id = s.subscription_id
+           join domain.subscription_plan sp on sp.subscription_id = s.subscription_id
+           join domain.plans p on p.plan_id = sp.plan_id
+           cross join b
+           where s.status = 'active' and sp.valid @> b.r
+             and not exists (select 1 from domain.subscription_vas v where v.subscription_id = s.subscription_id and v.valid && b.r)
+             and not exists (select 1 from domain.subscription_discount d where d.subscription_id = s.subscription_id and d.valid && b.r)
+             and not exists (select 1 from domain.micro_payments mp where mp.subscription_id = s.subscription_id and mp.month = ?)
+             and not exists (select 1 from billing.usage_snapshot u where u.subscription_id = s.subscription_id and u.month = ? and u.used_bytes > 0)
+         )
+         select count(*) as checked,
+                count(*) filter (where i.total_krw is distinct from plain.fee + plain.fee * 10 / 100) as wrong
+         from plain left join billing.invoices i on i.subscription_id = plain.subscription_id and i.month = ?`,
+        [bounds[0], bounds[1], month, month, month],
+      )) as { rows: { checked: string; wrong: string }[] };
+      return {
+        expected,
+        written,
+        missing,
+        extra,
+        numbering_gaps,
+        plain_checked: Number(plain.rows[0]?.checked ?? 0),
+        plain_wrong: Number(plain.rows[0]?.wrong ?? 0),
+      };
+    });
   } finally {
     await knex.destroy();
   }

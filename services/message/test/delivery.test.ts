@@ -200,6 +200,29 @@ describe("message delivery", () => {
     );
   });
 
+  it("a receipt that comes while the sender is down is delivered once it binds again", async () => {
+    h.clock.set(kst("2026-12-01T11:00"));
+    const line = await h.line();
+    const req = h.threshold(line, 80);
+    const resent = h.smsc.receiptsResent;
+    h.smsc.receiptDelayMs = 1_500;
+    try {
+      await h.request(req);
+      await settled(req.requestId as string, ["sent"]);
+      // The sender goes away between the submit_sm_resp and the SMSC's deliver_sm.
+      await h.stopDispatcher();
+      await sleep(2_000);
+      assert.equal((await h.store.byRequest(req.requestId as string, "sms"))?.status, "sent");
+      assert.ok(h.smsc.receiptsUnanswered >= 1, "the SMSC still holds the receipt");
+      await h.startDispatcher();
+      await settled(req.requestId as string, ["delivered"]);
+      assert.ok(h.smsc.receiptsResent > resent, "the receipt came on the new bind");
+      assert.equal(h.submitsTo(line).length, 1, "sent once");
+    } finally {
+      h.smsc.receiptDelayMs = 20;
+    }
+  });
+
   it("a permanently failing request ends in the .dlq topic with its reason; a transient one after its retries", async () => {
     h.clock.set(kst("2026-12-01T11:00"));
     const bad = await h.line();

@@ -19,11 +19,15 @@ export interface Submitted {
  * A real SMSC for tests, the `smpp` package's server side: binds transceivers, answers submit_sm
  * (ok, or a refusal chosen per destination), sends a delivery receipt (deliver_sm) per accepted
  * part, and can go down (listener closed, sessions dropped) and come back on the same port.
+ * Like a real SMSC it keeps a receipt until the ESME answers it with deliver_sm_resp: a receipt
+ * whose session closed first (the client killed, the SMSC down) is sent again on the next bind.
  */
 export class TestSmsc {
   readonly submitted: Submitted[] = [];
   private server: Server | undefined;
   private readonly sessions = new Set<Session>();
+  /** Sessions that have bound: the ones receipts can go to. */
+  private readonly bound = new Set<Session>();
   port = 0;
   private next = 1;
   /** Destination (international digits) → SMPP command_status to answer; 0x58 throttled, 0x0b invalid. */
@@ -31,13 +35,26 @@ export class TestSmsc {
   /** Receipt stat per destination (default DELIVRD); "none" sends no receipt. */
   readonly receiptStat = new Map<string, string>();
   receiptDelayMs = 20;
+  /** Receipts not yet answered, by message id, with the session each was last sent on. */
+  private readonly unanswered = new Map<string, { fields: Record<string, unknown>; on: Session | undefined }>();
+  /** Receipts sent again after the session they went out on closed unanswered. */
+  receiptsResent = 0;
 
   async start(port = 0): Promise<void> {
     const server = smpp.createServer({}, (session: Session) => {
       this.sessions.add(session);
-      session.on("close", () => this.sessions.delete(session));
+      session.on("close", () => {
+        this.sessions.delete(session);
+        this.bound.delete(session);
+        for (const r of this.unanswered.values()) if (r.on === session) r.on = undefined;
+        this.resendReceipts();
+      });
       session.on("error", () => {});
-      session.on("bind_transceiver", (pdu: PDU) => session.send(pdu.response()));
+      session.on("bind_transceiver", (pdu: PDU) => {
+        session.send(pdu.response());
+        this.bound.add(session);
+        this.resendReceipts();
+      });
       session.on("enquire_link", (pdu: PDU) => session.send(pdu.response()));
       session.on("unbind", (pdu: PDU) => {
         session.send(pdu.response());
@@ -78,20 +95,52 @@ export class TestSmsc {
     session.send(pdu.response({ message_id: messageId }));
     const stat = this.receiptStat.get(dest) ?? "DELIVRD";
     if (stat === "none") return;
+    const fields = {
+      source_addr: dest,
+      destination_addr: String(pdu.source_addr ?? ""),
+      esm_class: 0x04,
+      short_message: `id:${messageId} sub:001 dlvrd:001 submit date:2612010000 done date:2612010000 stat:${stat} err:000 text:`,
+    };
+    this.unanswered.set(messageId, { fields, on: undefined });
     setTimeout(() => {
-      session.deliver_sm({
-        source_addr: dest,
-        destination_addr: String(pdu.source_addr ?? ""),
-        esm_class: 0x04,
-        short_message: `id:${messageId} sub:001 dlvrd:001 submit date:2612010000 done date:2612010000 stat:${stat} err:000 text:`,
-      });
+      // The submitting session, if it is still bound; else another one, or the next to bind.
+      if (this.bound.has(session)) this.sendReceipt(messageId, session);
+      else this.resendReceipts();
     }, this.receiptDelayMs);
+  }
+
+  /** Receipts the SMSC holds that no ESME has answered yet. */
+  get receiptsUnanswered(): number {
+    return this.unanswered.size;
+  }
+
+  /** Every receipt whose session closed unanswered, on a session still bound (if any). */
+  private resendReceipts(): void {
+    const [session] = this.bound;
+    if (!session) return;
+    for (const [id, r] of this.unanswered)
+      if (r.on === undefined) {
+        this.receiptsResent += 1;
+        this.sendReceipt(id, session);
+      }
+  }
+
+  private sendReceipt(messageId: string, session: Session): void {
+    const r = this.unanswered.get(messageId);
+    if (!r) return;
+    r.on = session;
+    const sent = session.deliver_sm({ ...r.fields }, (resp: PDU) => {
+      if (resp.command_status === 0) this.unanswered.delete(messageId);
+      else if (r.on === session) r.on = undefined;
+    });
+    if (!sent) r.on = undefined;
   }
 
   /** Closes the listener and drops every bound session (the SMSC is down). */
   async down(): Promise<void> {
     for (const s of this.sessions) s.destroy();
     this.sessions.clear();
+    this.bound.clear();
     const server = this.server;
     this.server = undefined;
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()));
