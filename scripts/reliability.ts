@@ -188,6 +188,7 @@ async function main(): Promise<void> {
   log(`platform up in ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   if (SCALE > 0) {
     const { results, load, figures } = await scaleRun();
+    for (const u of crashedUnits()) failures.push(u);
     const report = { ...summary(results, undefined, load, Date.now() - t0), scale: figures };
     report.ok = report.ok && figures.ok;
     await teardown();
@@ -217,11 +218,7 @@ async function main(): Promise<void> {
   results.push(await billing(!SCENARIO));
   const hostile = SCENARIO ? undefined : await hostileInput(platform, producer);
   results.push(await finalSweep());
-  const crashed = [...platform.procs.entries()].filter(
-    ([, p]) => p.child.exitCode !== null || p.child.signalCode !== null,
-  );
-  for (const [u, p] of crashed)
-    failures.push(`${u} is not running at the end (${p.child.exitCode ?? p.child.signalCode})`);
+  for (const u of crashedUnits()) failures.push(u);
   const report = summary(results, hostile, load, Date.now() - t0);
   await teardown();
   process.stdout.write(`${JSON.stringify(report)}\n`);
@@ -341,7 +338,19 @@ function settle(i: { at: number; took?: boolean; why?: string }, work: Promise<v
 }
 const failures: string[] = [];
 
+/** Set by the teardown: no fault starts after it (a restart would outlive the run). */
+let stopping = false;
+/** The last fault's work until it is over, which the teardown waits for (90 s at most). */
+let faultInFlight: Promise<unknown> | undefined;
+
 async function inject(fault: Fault): Promise<Injected> {
+  if (stopping) throw new Error(`not injecting ${fault}: the run is stopping`);
+  const injected = injectFault(fault);
+  faultInFlight = Promise.race([injected.then((i) => i.over), sleep(90_000)]);
+  return injected;
+}
+
+async function injectFault(fault: Fault): Promise<Injected> {
   const at = Date.now();
   const restart = async (units: Unit[]) => {
     await Promise.all(units.map((u) => platform.kill(u)));
@@ -725,25 +734,50 @@ async function usedBytes(
   return out;
 }
 
-/** Messages the message unit reports DELIVERED (the SMSC's receipt came back) for the lines. */
-async function deliveredCount(lines: LineUnderTest[]): Promise<{ delivered: number; rows: number }> {
+interface DeliveredCount {
+  /** Messages the message unit reports DELIVERED (the SMSC's receipt came back). */
+  delivered: number;
+  /** Messages recorded for the lines. */
+  rows: number;
+  /**
+   * FAILED "outcome unknown": the unit was SIGKILLed between writing the submit_sm and recording
+   * the SMSC's answer, so it cannot tell whether the SMSC took it and never sends it again (at
+   * most once). Whether it reached the SMSC is counted there, not here.
+   */
+  unknown: number;
+  /** The others, by status (and reason for FAILED), for the log. */
+  others: Record<string, number>;
+}
+
+/** What the message unit recorded for the lines, once every message has settled (or 30 s). */
+async function deliveredCount(lines: LineUnderTest[]): Promise<DeliveredCount> {
   const messages = grpcClient(MessageService, platform.urlOf("message"), await tokenFor("operator"));
   const deadline = Date.now() + 30_000;
   for (;;) {
-    let delivered = 0;
-    let submitted = 0;
+    const c: DeliveredCount = { delivered: 0, rows: 0, unknown: 0, others: {} };
     for (const l of lines) {
       const r = await messages.listMessages({ subscriptionId: l.subscriptionId, pageSize: 100 }).catch(() => undefined);
       for (const m of r?.messages ?? []) {
-        submitted += 1;
+        c.rows += 1;
         // An e-mail's last word is the SMTP server's acceptance (no receipts come back).
         if (m.status === DeliveryStatus.DELIVERED || (m.channel === Channel.EMAIL && m.status === DeliveryStatus.SENT))
-          delivered += 1;
+          c.delivered += 1;
+        else if (m.status === DeliveryStatus.FAILED && m.reason.startsWith("outcome unknown")) c.unknown += 1;
+        else {
+          const k = `${DeliveryStatus[m.status]}${m.reason ? ` (${m.reason})` : ""}`;
+          c.others[k] = (c.others[k] ?? 0) + 1;
+        }
       }
     }
-    if (delivered === submitted || Date.now() > deadline) return { delivered, rows: submitted };
+    if (c.delivered + c.unknown === c.rows || Date.now() > deadline) return c;
     await sleep(500);
   }
+}
+
+/** "2 SENT, 1 FAILED (…)" — the messages neither delivered nor of unknown outcome. */
+function othersText(others: Record<string, number>): string {
+  const e = Object.entries(others);
+  return e.length === 0 ? "none other" : e.map(([k, n]) => `${n} ${k}`).join(", ");
 }
 
 /**
@@ -763,10 +797,10 @@ async function finalSweep(): Promise<Reconciliation> {
     else doubled += eventsIn(diff, l);
   }
   const a = alertBalance(tally(platform.smsc.submitted, everyRoundLine), ALERT_LEVELS);
-  const { delivered, rows } = await deliveredCount(everyRoundLine);
+  const { delivered, rows, unknown, others } = await deliveredCount(everyRoundLine);
   const expectedAlerts = everyRoundLine.length * ALERT_LEVELS.length;
   log(
-    `final sweep of ${everyRoundLine.length} lines: events lost ${lost}, doubled ${doubled}; alerts ${a.sent}/${expectedAlerts} (lost ${a.lost}, doubled ${a.doubled}); ${rows} messages recorded, ${delivered} delivered`,
+    `final sweep of ${everyRoundLine.length} lines: events lost ${lost}, doubled ${doubled}; alerts ${a.sent}/${expectedAlerts} (lost ${a.lost}, doubled ${a.doubled}); ${rows} messages recorded, ${delivered} delivered, ${unknown} of unknown outcome, ${othersText(others)}`,
   );
   return {
     ...blank("final-sweep", "none"),
@@ -781,7 +815,8 @@ async function finalSweep(): Promise<Reconciliation> {
     alerts_doubled: a.doubled,
     messages_submitted: rows,
     messages_delivered: delivered,
-    messages_lost: Math.max(a.lost, expectedAlerts - delivered),
+    // Lost: not at the SMSC, or at it and then stuck short of a final status (a receipt lost).
+    messages_lost: Math.max(a.lost, expectedAlerts - delivered - unknown),
     messages_doubled: Math.max(a.doubled, rows - expectedAlerts),
   };
 }
@@ -1030,6 +1065,8 @@ interface ScaleFigures {
   invoices: InvoiceCheck;
   bill_records: number;
   bill_lines: number;
+  /** Alert SMS the message unit records as of unknown outcome (SIGKILLed mid-submit); at the SMSC once each. */
+  sms_outcome_unknown: number;
   ok: boolean;
 }
 
@@ -1210,7 +1247,7 @@ async function scaleRun(): Promise<{ results: Reconciliation[]; load: LoadReport
   await sleep(10_000);
   state = await settled();
   const unexpectedSms = platform.smsc.submitted.length - smsBefore - state.a.sent;
-  const { delivered, rows: alertRows } = await deliveredCount(alerting);
+  const { delivered, rows: alertRows, unknown, others } = await deliveredCount(alerting);
   const injectedCount = faults.reduce((s, f) => s + f.injected, 0);
   const usageRound: Reconciliation = {
     ...blank("scale-usage", SCALE_FAULTS.join("+")),
@@ -1228,14 +1265,15 @@ async function scaleRun(): Promise<{ results: Reconciliation[]; load: LoadReport
     alerts_doubled: state.a.doubled + Math.max(0, unexpectedSms),
     messages_submitted: platform.smsc.submitted.length - smsBefore,
     messages_delivered: delivered,
-    // An SMS whose receipt never came back is lost to the customer's record as much as one never sent.
-    messages_lost: Math.max(state.a.lost, alerting.length * 3 - delivered),
+    // An SMS whose receipt never came back is lost to the customer's record as much as one never
+    // sent; one of unknown outcome is final, and the SMSC count says whether it got there.
+    messages_lost: Math.max(state.a.lost, alerting.length * 3 - delivered - unknown),
     messages_doubled: Math.max(state.a.doubled + Math.max(0, unexpectedSms), alertRows - alerting.length * 3),
     recovery_ms: Math.round(drainS * 1000),
   };
   log(
     `scale: events ${usageRound.events_counted.toLocaleString("en-US")}/${model.produced.toLocaleString("en-US")} counted (lost ${state.cmp.lost}, doubled ${state.cmp.doubled}, ${state.cmp.linesWrong} lines off, ${state.cmp.foreign} foreign); ` +
-      `alerts ${state.a.sent}/${usageRound.alerts_expected} (lost ${state.a.lost}, doubled ${state.a.doubled}, ${unexpectedSms} to lines that should get none); ${delivered} delivered`,
+      `alerts ${state.a.sent}/${usageRound.alerts_expected} (lost ${state.a.lost}, doubled ${state.a.doubled}, ${unexpectedSms} to lines that should get none); ${delivered} delivered, ${unknown} of unknown outcome (the message unit SIGKILLed mid-submit), ${othersText(others)}`,
   );
 
   // Billing of last month for every line live in it, the batch unit SIGKILLed a quarter in.
@@ -1328,7 +1366,9 @@ async function scaleRun(): Promise<{ results: Reconciliation[]; load: LoadReport
     invoices,
     bill_records: bills.records,
     bill_lines: bills.lines,
-    ok: state.cmp.foreign === 0 && bills.other === 0 && completed,
+    sms_outcome_unknown: unknown,
+    // A plain-invoice check that found no plain invoice checked nothing.
+    ok: state.cmp.foreign === 0 && bills.other === 0 && completed && invoices.plain_checked > 0,
   };
   return { results: [usageRound, billingRound], load: { idle, busy: await busy }, figures };
 }
@@ -1438,15 +1478,30 @@ function summary(
   return report;
 }
 
-let tornDown = false;
-async function teardown(): Promise<void> {
-  if (tornDown) return;
-  tornDown = true;
-  for (const p of extra) p.child.kill("SIGKILL");
-  await producer?.disconnect().catch(() => {});
-  if (SCALE > 0) await deleteTopic(BILLS_TOPIC).catch(() => {});
-  await platform?.stop().catch((e: Error) => log(`stopping the platform: ${e.message}`));
-  await redis.stop();
+/** The units that exited before the end, each as a failure. */
+function crashedUnits(): string[] {
+  return [...platform.procs.entries()]
+    .filter(([, p]) => p.child.exitCode !== null || p.child.signalCode !== null)
+    .map(([u, p]) => `${u} is not running at the end (${p.child.exitCode ?? p.child.signalCode})`);
+}
+
+/**
+ * Once, however many callers (the end of main, a signal, an unhandled rejection): each waits for
+ * the same teardown, so a signal during the normal end's teardown cannot exit half-way through.
+ */
+let tearing: Promise<void> | undefined;
+function teardown(): Promise<void> {
+  tearing ??= (async () => {
+    stopping = true;
+    // A fault in flight (a restart, the second aggregator) ends first, then nothing starts again.
+    await faultInFlight?.catch(() => {});
+    for (const p of extra) p.child.kill("SIGKILL");
+    await producer?.disconnect().catch(() => {});
+    if (SCALE > 0) await deleteTopic(BILLS_TOPIC).catch(() => {});
+    await platform?.stop().catch((e: Error) => log(`stopping the platform: ${e.message}`));
+    await redis.stop();
+  })();
+  return tearing;
 }
 
 /**

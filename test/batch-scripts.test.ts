@@ -190,6 +190,11 @@ describe("npm run batch", () => {
       assert.equal(broken.missing, 2, "the deleted line's and the moved one's");
       assert.equal(broken.extra, 1, "the invoice of a line that was never live");
       assert.equal(broken.numbering_gaps, 1, "number 1 is gone");
+      // Number 3 made 0: the highest number still equals the count plus one, yet 3 is missing.
+      await db.query(
+        "update billing.invoices set invoice_number = '2026-01-0000000' where invoice_number = '2026-01-0000003'",
+      );
+      assert.equal((await checkInvoices(URL, "2026-01", "Asia/Seoul")).numbering_gaps, 2, "numbers 1 and 3 are gone");
     } finally {
       await db.end();
     }

@@ -76,8 +76,15 @@ export interface GeneratorResult {
   bytes: number;
 }
 
-/** Values per produce request at most (a record batch per partition stays well under 1 MB). */
+/** Bytes per produce request at most (a record batch per partition stays well under 1 MB). */
 const REQUEST_BYTES = 512 * 1024;
+
+/** A record's bytes in a request: key, value, headers and ~20 bytes of record framing. */
+function recordBytes(m: Message): number {
+  let n = 20 + Buffer.byteLength(String(m.key ?? "")) + (m.value as Buffer).length;
+  for (const [k, v] of Object.entries(m.headers ?? {})) n += Buffer.byteLength(k) + Buffer.byteLength(String(v ?? ""));
+  return n;
+}
 
 export const lineId = (n: number) => `L${String(n).padStart(10, "0")}`;
 
@@ -186,13 +193,13 @@ export class UsageGenerator {
         }
       }
       records += messages.length;
-      // One produce request per REQUEST_BYTES of values: after a stall (a broker down, a
+      // One produce request per REQUEST_BYTES of records: after a stall (a broker down, a
       // producer behind) a tick catches up with up to 50,000 events, and a partition's record
       // batch of all of them would be more than the broker accepts (message.max.bytes, 1 MB).
       for (let k = 0; k < messages.length; ) {
         let end = k;
         for (let bytes = 0; end < messages.length && (end === k || bytes < REQUEST_BYTES); end++)
-          bytes += ((messages[end] as Message).value as Buffer).length;
+          bytes += recordBytes(messages[end] as Message);
         const part = messages.slice(k, end);
         k = end;
         const send = o.producer.send({ topic: o.topic, acks: -1, messages: part }).then(

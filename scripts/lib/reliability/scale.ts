@@ -66,7 +66,7 @@ export interface UsageComparison {
   lost: number;
   doubled: number;
   linesWrong: number;
-  /** Lines with usage that nothing was produced for (or ids that are not lines). */
+  /** Lines with usage that nothing was produced for, ids that are not lines, lines streamed twice. */
   foreign: number;
 }
 
@@ -77,14 +77,19 @@ export async function monthTotals(
   lines: number,
 ): Promise<{ used: Float64Array; foreign: number; read: number }> {
   const used = new Float64Array(lines + 1);
+  const seen = new Uint8Array(lines + 1);
   let foreign = 0;
   let read = 0;
   for await (const page of usage.streamMonthTotals({ month, pageSize: 10_000 }, { timeoutMs: 600_000 })) {
     for (const t of page.totals) {
       read += 1;
       const n = lineNumber(t.subscriptionId);
-      if (n < 1 || n > lines) foreign += 1;
-      else used[n] = Number(t.usedBytes);
+      // A line streamed twice would be billed twice: counted with the lines that are not ours.
+      if (n < 1 || n > lines || seen[n]) foreign += 1;
+      else {
+        seen[n] = 1;
+        used[n] = Number(t.usedBytes);
+      }
     }
   }
   return { used, foreign, read };
@@ -162,10 +167,11 @@ export async function checkInvoices(url: string, month: string, timeZone: string
          and not exists (select 1 from (${live.sql}) l where l.subscription_id = i.subscription_id)`,
         [month, ...live.args],
       );
-      // Numbers "<month>-<n>": every n from 1 to the count, once.
+      // Numbers "<month>-<n>": every n from 1 to the count, once. Counted: the invoices whose
+      // number is not one of 1..count, or repeats one (0 exactly when the numbers are 1..count).
       const numbering_gaps = await one(
-        `select (count(*) - count(distinct n)) + coalesce(max(n) - count(*), 0) as n from (
-           select substring(invoice_number from '(\\d+)$')::bigint as n from billing.invoices where month = ?) x`,
+        `with x as (select substring(invoice_number from '(\\d+)$')::bigint as n from billing.invoices where month = ?)
+         select (select count(*) from x) - (select count(distinct n) from x where n between 1 and (select count(*) from x)) as n`,
         [month],
       );
       const plain = (await trx.raw(
@@ -232,6 +238,8 @@ export async function countBills(o: {
   topic: string;
   month: string;
   log?: (s: string) => void;
+  /** How long reading to the end may take (default 10 min). */
+  timeoutMs?: number;
 }): Promise<BillCount> {
   const logger = createLogger({ unit: "reliability", level: "error", destination: process.stderr });
   const kafka = createKafka({ brokers: o.brokers, clientId: "reliability-bills", logger });
@@ -289,7 +297,20 @@ export async function countBills(o: {
       if (remaining.size === 0) done();
     },
   });
-  await finished;
-  await consumer.disconnect();
+  // Every record is on the topic already: reading them must not take longer than this.
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(new Error(`reading ${o.topic} did not reach its end in ${o.timeoutMs ?? 600_000} ms (${records} read)`)),
+      o.timeoutMs ?? 600_000,
+    );
+  });
+  try {
+    await Promise.race([finished, timedOut]);
+  } finally {
+    clearTimeout(timer);
+    await consumer.disconnect().catch(() => {});
+  }
   return { records, lines: first.size, doubled, other, ids };
 }

@@ -204,7 +204,6 @@ describe("message delivery", () => {
     h.clock.set(kst("2026-12-01T11:00"));
     const line = await h.line();
     const req = h.threshold(line, 80);
-    const resent = h.smsc.receiptsResent;
     h.smsc.receiptDelayMs = 1_500;
     try {
       await h.request(req);
@@ -213,10 +212,12 @@ describe("message delivery", () => {
       await h.stopDispatcher();
       await sleep(2_000);
       assert.equal((await h.store.byRequest(req.requestId as string, "sms"))?.status, "sent");
-      assert.ok(h.smsc.receiptsUnanswered >= 1, "the SMSC still holds the receipt");
+      const [submit] = h.submitsTo(line);
+      assert.ok(submit && h.smsc.holdsReceipt(submit.messageId), "the SMSC still holds this message's receipt");
       await h.startDispatcher();
       await settled(req.requestId as string, ["delivered"]);
-      assert.ok(h.smsc.receiptsResent > resent, "the receipt came on the new bind");
+      assert.ok(h.smsc.receiptsResent.has(submit.messageId), "its receipt came on the new bind");
+      assert.equal(h.smsc.holdsReceipt(submit.messageId), false, "and was answered");
       assert.equal(h.submitsTo(line).length, 1, "sent once");
     } finally {
       h.smsc.receiptDelayMs = 20;

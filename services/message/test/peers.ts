@@ -20,7 +20,8 @@ export interface Submitted {
  * (ok, or a refusal chosen per destination), sends a delivery receipt (deliver_sm) per accepted
  * part, and can go down (listener closed, sessions dropped) and come back on the same port.
  * Like a real SMSC it keeps a receipt until the ESME answers it with deliver_sm_resp: a receipt
- * whose session closed first (the client killed, the SMSC down) is sent again on the next bind.
+ * whose session closed first (the client killed, the SMSC down) is sent again on a bound session
+ * (another one, or the next to bind); one answered with an error, again a second later.
  */
 export class TestSmsc {
   readonly submitted: Submitted[] = [];
@@ -35,10 +36,16 @@ export class TestSmsc {
   /** Receipt stat per destination (default DELIVRD); "none" sends no receipt. */
   readonly receiptStat = new Map<string, string>();
   receiptDelayMs = 20;
-  /** Receipts not yet answered, by message id, with the session each was last sent on. */
-  private readonly unanswered = new Map<string, { fields: Record<string, unknown>; on: Session | undefined }>();
-  /** Receipts sent again after the session they went out on closed unanswered. */
-  receiptsResent = 0;
+  /**
+   * Receipts not yet answered, by message id: due once its delay is over, with the session it was
+   * last sent on (undefined: waiting for one).
+   */
+  private readonly unanswered = new Map<
+    string,
+    { fields: Record<string, unknown>; due: boolean; on: Session | undefined }
+  >();
+  /** The message ids whose receipt went out again (its session closed, or the ESME refused it). */
+  readonly receiptsResent = new Set<string>();
 
   async start(port = 0): Promise<void> {
     const server = smpp.createServer({}, (session: Session) => {
@@ -101,17 +108,19 @@ export class TestSmsc {
       esm_class: 0x04,
       short_message: `id:${messageId} sub:001 dlvrd:001 submit date:2612010000 done date:2612010000 stat:${stat} err:000 text:`,
     };
-    this.unanswered.set(messageId, { fields, on: undefined });
+    const r = { fields, due: false, on: undefined as Session | undefined };
+    this.unanswered.set(messageId, r);
     setTimeout(() => {
+      r.due = true;
       // The submitting session, if it is still bound; else another one, or the next to bind.
       if (this.bound.has(session)) this.sendReceipt(messageId, session);
       else this.resendReceipts();
     }, this.receiptDelayMs);
   }
 
-  /** Receipts the SMSC holds that no ESME has answered yet. */
-  get receiptsUnanswered(): number {
-    return this.unanswered.size;
+  /** Whether the SMSC still holds the message's receipt, unanswered. */
+  holdsReceipt(messageId: string): boolean {
+    return this.unanswered.has(messageId);
   }
 
   /** Every receipt whose session closed unanswered, on a session still bound (if any). */
@@ -119,8 +128,8 @@ export class TestSmsc {
     const [session] = this.bound;
     if (!session) return;
     for (const [id, r] of this.unanswered)
-      if (r.on === undefined) {
-        this.receiptsResent += 1;
+      if (r.due && r.on === undefined) {
+        this.receiptsResent.add(id);
         this.sendReceipt(id, session);
       }
   }
@@ -131,7 +140,11 @@ export class TestSmsc {
     r.on = session;
     const sent = session.deliver_sm({ ...r.fields }, (resp: PDU) => {
       if (resp.command_status === 0) this.unanswered.delete(messageId);
-      else if (r.on === session) r.on = undefined;
+      else if (r.on === session) {
+        // Refused (the ESME could not store it): offered again a second later.
+        r.on = undefined;
+        setTimeout(() => this.resendReceipts(), 1_000).unref();
+      }
     });
     if (!sent) r.on = undefined;
   }
