@@ -623,6 +623,22 @@ async function heldLoad(): Promise<Record<string, LoadStats>> {
   return JSON.parse(last) as Record<string, LoadStats>;
 }
 
+/** A line's usage event `seq` of `bytes`, as the pipeline's producers key it (by line). */
+function usageRecord(l: LineUnderTest, seq: number, bytes: bigint) {
+  return encodeRecord(
+    UsageEventSchema,
+    create(UsageEventSchema, {
+      eventId: `rel-${runId}-${l.subscriptionId}-${seq}`,
+      subscriptionId: l.subscriptionId,
+      seq: BigInt(seq),
+      bytes,
+      occurredAt: timestampFromMs(Date.now()),
+      source: "reliability",
+    }),
+    { key: l.subscriptionId },
+  );
+}
+
 /** One round: new lines, usage to 110 % in waves with producer duplicates, the fault in the middle. */
 async function round(fault: Fault, onLoad?: () => void): Promise<Reconciliation> {
   log(`round ${fault}: seeding ${LINES} lines`);
@@ -630,19 +646,7 @@ async function round(fault: Fault, onLoad?: () => void): Promise<Reconciliation>
   everyRoundLine.push(...lines);
   onLoad?.();
   const usage = grpcClient(UsageService, platform.urlOf("usage"), await tokenFor("operator"));
-  const event = (l: LineUnderTest, seq: number) =>
-    encodeRecord(
-      UsageEventSchema,
-      create(UsageEventSchema, {
-        eventId: `rel-${runId}-${l.subscriptionId}-${seq}`,
-        subscriptionId: l.subscriptionId,
-        seq: BigInt(seq),
-        bytes: eventBytes(l, seq),
-        occurredAt: timestampFromMs(Date.now()),
-        source: "reliability",
-      }),
-      { key: l.subscriptionId },
-    );
+  const event = (l: LineUnderTest, seq: number) => usageRecord(l, seq, eventBytes(l, seq));
   let sent = 0;
   let duplicates = 0;
   let injected: Injected | undefined;
@@ -1170,19 +1174,7 @@ async function scaleRun(): Promise<{ results: Reconciliation[]; load: LoadReport
   const hotWaves = (async () => {
     for (let wave = 1; wave <= WAVES; wave++) {
       await sleep(Math.max(0, l0 + (loadMs * wave) / (WAVES + 1) - Date.now()));
-      const record = (l: LineUnderTest, seq: number) =>
-        encodeRecord(
-          UsageEventSchema,
-          create(UsageEventSchema, {
-            eventId: `rel-${runId}-${l.subscriptionId}-${seq}`,
-            subscriptionId: l.subscriptionId,
-            seq: BigInt(seq),
-            bytes: hotEvent(l, seq),
-            occurredAt: timestampFromMs(Date.now()),
-            source: "reliability",
-          }),
-          { key: l.subscriptionId },
-        );
+      const record = (l: LineUnderTest, seq: number) => usageRecord(l, seq, hotEvent(l, seq));
       const messages = hot.map((l) => record(l, wave));
       for (const l of hot) model.add(lineNumber(l.subscriptionId), Number(hotEvent(l, wave)));
       if (wave > 1) for (const [i, l] of hot.entries()) if (i % 3 === 0) messages.push(record(l, wave - 1));
